@@ -1,0 +1,59 @@
+"""What every mcpgym CLI shares: bad input is one clear line and exit code 2.
+
+`ArgumentParser` prints `prog: error: ...` alone (no usage block) and exits 2.
+`run_cli(main)` turns a `UsageError` (or any error type listed) raised from the
+program into that same one line, never a traceback; Ctrl-C exits 130 quietly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
+
+from .base import EnvConfigError
+
+
+class UsageError(Exception):
+    """Bad input from the user: a missing file, a bad flag value, an empty dataset."""
+
+
+# Errors that mean "the user's input is wrong", reported as one line with exit 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, EnvConfigError, FileNotFoundError)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{self.prog}: error: {message} (see --help)")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    print(message.splitlines()[0] if message else "error", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def run_cli(
+    main: Callable[[], Any] | Callable[[], Coroutine[Any, Any, Any]],
+    *,
+    user_errors: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Run a CLI entry (sync or async) with mcpgym's error conventions."""
+    errors = USER_ERRORS + user_errors
+    try:
+        result = asyncio.run(main()) if inspect.iscoroutinefunction(main) else main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except errors as exc:
+        name = getattr(exc, "filename", None)
+        text = f"no such file: {name}" if isinstance(exc, FileNotFoundError) and name else str(exc)
+        fail(f"error: {text}")
+    if isinstance(result, int):
+        raise SystemExit(result)
