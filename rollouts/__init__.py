@@ -1,0 +1,73 @@
+"""Rollouts: a policy behind an OpenAI-compatible API against an env, many at once.
+
+    policy = ChatPolicy(PolicyConfig(base_url="http://localhost:8000/v1", model="Qwen3-8B"))
+    result = await run_rollouts(env, policy, env.tasks("train"), samples=4, out="data/trajectories.jsonl")
+
+CLIs: `python -m rollouts.generate`, `python -m rollouts.questions`, `python -m rollouts.export`.
+"""
+
+from rollouts.record import Trajectory, TrajectoryError, TurnStats, trajectory_id
+
+from .parse import ParsedReply, history_for_request, parse_reply, split_think
+from .policy import ChatPolicy, PolicyConfig, PolicyTurn, TokenLogprobs, is_transient
+from .rollout import Policy, RetryConfig, rollout
+from .runner import RunResult, run_rollouts
+from .stats import RunStats, compute_stats
+from .tracing import setup_tracing, traced
+
+# The CLI modules load on first use, so `python -m rollouts.export` does not
+# import itself twice (runpy warns when the package already imported it).
+_LAZY = {
+    "export_file": "export",
+    "parse_interleaved": "export",
+    "sharegpt_to_messages": "export",
+    "to_art_trajectory": "export",
+    "to_interleaved": "export",
+    "to_messages": "export",
+    "to_sharegpt": "export",
+    "generate_questions": "questions",
+    "load_questions": "questions",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "ChatPolicy",
+    "ParsedReply",
+    "Policy",
+    "PolicyConfig",
+    "PolicyTurn",
+    "RetryConfig",
+    "RunResult",
+    "RunStats",
+    "TokenLogprobs",
+    "Trajectory",
+    "TrajectoryError",
+    "TurnStats",
+    "compute_stats",
+    "export_file",
+    "generate_questions",
+    "history_for_request",
+    "is_transient",
+    "load_questions",
+    "parse_interleaved",
+    "parse_reply",
+    "rollout",
+    "run_rollouts",
+    "setup_tracing",
+    "sharegpt_to_messages",
+    "split_think",
+    "to_art_trajectory",
+    "to_interleaved",
+    "to_messages",
+    "to_sharegpt",
+    "traced",
+    "trajectory_id",
+]

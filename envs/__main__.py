@@ -1,0 +1,91 @@
+"""python -m envs list | inspect SPEC — what environments exist and what one offers.
+
+`list` shows the built-ins and every entry point in group `mcpgym.envs`.
+`inspect SPEC` starts the env (a name, `package.module:factory`, or an
+`mcpServers` JSON path), prints its tools with their parameter schemas and its
+task counts per split, then stops it. A bad spec is one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from .base import EnvInfraError
+from .cli import ArgumentParser, run_cli
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m envs", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    ls = sub.add_parser("list", help="built-in and entry-point environments")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    show = sub.add_parser("inspect", help="tools (with schemas) and task counts of one environment")
+    show.add_argument("spec", help="env name, package.module:factory, or path to an mcpServers JSON")
+    show.add_argument("--tasks", default=None, help="tasks JSONL for an mcpServers JSON (default: its mcpgym.tasks)")
+    show.add_argument("--json", action="store_true", help="print one JSON document")
+    return parser
+
+
+def _list(as_json: bool) -> int:
+    from .registry import available
+
+    entries = available()
+    if as_json:
+        print(json.dumps([e.__dict__ for e in entries], indent=2))
+        return 0
+    width = max([len(e.name) for e in entries] + [4])
+    print(f"{'name':<{width}}  {'target':<32}  source")
+    for e in entries:
+        print(f"{e.name:<{width}}  {e.target:<32}  {e.source}")
+    return 0
+
+
+async def _inspect(spec: str, tasks: str | None, as_json: bool) -> int:
+    from .registry import load
+
+    kwargs: dict[str, Any] = {"tasks": tasks} if tasks else {}
+    env = load(spec, **kwargs)
+    async with env:
+        tools = await env.tools()
+        servers = env.tool_servers()
+        counts = {split: len(env.tasks(split)) for split in env.splits()}
+    if as_json:
+        doc = {
+            "name": env.name,
+            "isolation": env.isolation,
+            "servers": {n: h.kind for n, h in env.handles.items()},
+            "tools": tools,
+            "tasks": counts,
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    kinds = ", ".join(f"{n} ({h.kind})" for n, h in env.handles.items())
+    print(f"env {env.name}: isolation {env.isolation}; servers: {kinds}")
+    print(f"\n{len(tools)} tools:")
+    for tool in tools:
+        fn = tool["function"]
+        summary = (fn.get("description") or "").strip().splitlines()
+        print(f"\n  {fn['name']}  [{servers.get(fn['name'], '?')}]  {summary[0] if summary else ''}")
+        schema = json.dumps(fn["parameters"], indent=2)
+        print("\n".join("    " + line for line in schema.splitlines()))
+    print("\ntasks:", ", ".join(f"{s}={n}" for s, n in counts.items()) if counts else "none")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "list":
+        run_cli(lambda: _list(args.json))
+    else:
+
+        async def run() -> int:
+            return await _inspect(args.spec, args.tasks, args.json)
+
+        # A server that does not start is reported like a bad spec: one line, exit 2.
+        run_cli(run, user_errors=(EnvInfraError,))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,463 @@
+"""`MCPEnv`: any MCP server (or several) as an async, gym-like environment.
+
+The env is long-lived: it owns the server connections (pooled, never one
+session per call), the tool list, the tasks and the verifier. Rollouts each
+take an `Episode` (`env.episode()`), which holds the connections its isolation
+mode gives it:
+
+- `shared`: every episode uses one pooled session per server (read-only servers).
+- `per_session`: each episode gets its own MCP session on the shared server
+  (in-process object or HTTP URL); servers that keep state per session keep it
+  per episode, so isolation costs one session, not one process. A stdio server
+  carries one session per process, so there it means a fresh process.
+- `per_process`: each episode gets a fresh server (a new instance from an
+  in-process factory, or a new stdio process), started ahead of need from a
+  warm pool of `warm_pool`.
+
+Fresh episodes of the isolated modes all start from the server's initial
+state, so the members of a GRPO group start equal.
+
+What the model gets wrong (unknown tool, arguments that are not JSON or do not
+fit the schema, a tool that raises, a timeout) comes back as the tool message
+and the episode goes on; what the environment gets wrong (a server that died,
+refused the connection, spoke nonsense or never started) raises
+`EnvInfraError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types
+from fastmcp import FastMCP
+from mcp import MCPError
+
+from .base import (
+    EnvConfigError,
+    EnvInfraError,
+    IsolationMode,
+    Observation,
+    StepResult,
+    Task,
+    ToolCall,
+    ToolOutcome,
+    Verdict,
+)
+from .config import HttpServer, McpConfig, StdioServer, load_mcp_config, parse_mcp_config, parse_server
+from .pool import CallTimeout, Connection, Provider, ServerHandle, SharedConnection, make_provider
+from .schemas import ToolEntry, cap_text, result_text
+from .tasks import TasksArg, TaskSource
+
+log = logging.getLogger(__name__)
+
+Verifier = Callable[[Task, str, list[ToolCall]], Verdict]
+ISOLATION_MODES: tuple[IsolationMode, ...] = ("shared", "per_session", "per_process")
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _server_target(name: str, value: Any, *, where: str) -> Any:
+    """One server value -> FastMCP | factory | StdioServer | HttpServer."""
+    if isinstance(value, FastMCP | StdioServer | HttpServer):
+        return value
+    if isinstance(value, dict):
+        return parse_server(name, value, where=where)
+    if isinstance(value, str) and re.match(r"^https?://", value):
+        return HttpServer(url=value)
+    if callable(value):
+        return value
+    raise EnvConfigError(
+        f"{where}: server '{name}' is a {type(value).__name__}; expected a FastMCP server, a factory, "
+        "StdioServer, HttpServer, or an mcpServers entry"
+    )
+
+
+def resolve_servers(servers: Any, *, name: str) -> tuple[dict[str, Any], McpConfig | None]:
+    """Every accepted `servers` form -> ({server name: target}, the mcpServers config if any)."""
+    if isinstance(servers, McpConfig):
+        return dict(servers.servers), servers
+    if isinstance(servers, Path) or (isinstance(servers, str) and servers.endswith(".json")):
+        config = load_mcp_config(servers)
+        return dict(config.servers), config
+    if isinstance(servers, Mapping):
+        if "mcpServers" in servers:
+            config = parse_mcp_config(dict(servers))
+            return dict(config.servers), config
+        if not servers:
+            raise EnvConfigError(f"env '{name}': no servers given")
+        return {str(k): _server_target(str(k), v, where=f"env '{name}'") for k, v in servers.items()}, None
+    return {name: _server_target(name, servers, where=f"env '{name}'")}, None
+
+
+def _as_call(value: ToolCall | Mapping[str, Any]) -> ToolCall:
+    """Accept our ToolCall or an OpenAI `tool_calls` entry."""
+    if isinstance(value, ToolCall):
+        return value
+    function = value.get("function")
+    if isinstance(function, Mapping):
+        return ToolCall(
+            id=str(value.get("id") or ""),
+            name=str(function.get("name") or ""),
+            arguments=function.get("arguments") or "{}",
+        )
+    return ToolCall.model_validate(value)
+
+
+class MCPEnv:
+    """MCP servers + tasks + a verifier, handing out isolated episodes.
+
+    `servers`: a `fastmcp.FastMCP` object; a zero-arg callable returning a new
+    one (an in-process factory); `StdioServer(command, args, env, cwd)`;
+    `HttpServer(url, headers)` (or an `http(s)://` string); an `mcpServers`
+    dict or a path to its JSON; or a dict of name -> any of these. Tools of
+    several servers are namespaced `server__tool` only where names collide.
+
+    `isolation` defaults to the JSON's `mcpgym.isolation`, else `per_session`.
+    `tasks` / `system_prompt` default to the JSON's `mcpgym` section.
+    `server_log`: a file that stdio servers' stderr is appended to (default: ours).
+    """
+
+    def __init__(
+        self,
+        servers: Any,
+        *,
+        name: str = "mcp",
+        tasks: TasksArg | None = None,
+        verifier: Verifier | None = None,
+        isolation: IsolationMode | None = None,
+        system_prompt: str | None = None,
+        call_timeout_s: float = 30.0,
+        max_output_chars: int = 16_000,
+        warm_pool: int = 2,
+        startup_timeout_s: float = 30.0,
+        server_log: str | Path | None = None,
+    ) -> None:
+        targets, config = resolve_servers(servers, name=name)
+        section = config.mcpgym if config is not None else None
+        if section is not None and section.name and name == "mcp":
+            name = section.name
+        isolation = isolation or (section.isolation if section else None) or "per_session"
+        if isolation not in ISOLATION_MODES:
+            modes = ", ".join(ISOLATION_MODES)
+            raise EnvConfigError(f"env '{name}': isolation must be one of {modes}, got {isolation!r}")
+        if tasks is None and config is not None:
+            tasks = config.tasks_path()
+        self.name = name
+        self.isolation: IsolationMode = isolation
+        if system_prompt is None and section is not None:
+            system_prompt = section.system_prompt
+        self.system_prompt = system_prompt
+        self.call_timeout_s = call_timeout_s
+        self.max_output_chars = max_output_chars
+        self.warm_pool = warm_pool
+        self.startup_timeout_s = startup_timeout_s
+        self.config = config
+        log_path = Path(server_log) if server_log is not None else None
+        self.handles = {n: ServerHandle(n, t, server_log=log_path) for n, t in targets.items()}
+        for handle in self.handles.values():
+            handle.check_isolation(isolation)
+        self._tasks = TaskSource(tasks, env_name=name)
+        self._verifier = verifier
+        self._providers: dict[str, Provider] = {}
+        self._tools: dict[str, ToolEntry] = {}
+        self._openai_tools: list[dict[str, Any]] = []
+        self._tool_names = ""
+        self._started = False
+        self._closed = False
+        self._start_lock = anyio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._default: Episode | None = None
+
+    def __repr__(self) -> str:
+        servers = ", ".join(f"{n}:{h.kind}" for n, h in self.handles.items())
+        return f"MCPEnv(name={self.name!r}, isolation={self.isolation!r}, servers=[{servers}])"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> MCPEnv:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Connect to every server, list the tools and warm the pools. Idempotent."""
+        if self._started:
+            return
+        async with self._start_lock:
+            if self._started:
+                return
+            if self._closed:
+                raise RuntimeError(f"env '{self.name}' is closed")
+            providers = {
+                n: make_provider(h, self.isolation, warm=self.warm_pool, startup_timeout_s=self.startup_timeout_s)
+                for n, h in self.handles.items()
+            }
+            self._providers = providers
+            try:
+                listed = await asyncio.gather(*(self._list_tools(p) for p in providers.values()))
+            except BaseException:
+                await self._close_providers()
+                raise
+            self._route(dict(zip(providers, listed, strict=True)))
+            for provider in providers.values():
+                start = getattr(provider, "start", None)
+                if start is not None:
+                    start()
+            self._started = True
+
+    async def _list_tools(self, provider: Provider) -> list[mcp_types.Tool]:
+        conn = await provider.acquire()
+        try:
+            tools = await conn.list_tools(self.startup_timeout_s)
+        except BaseException:
+            await conn.aclose()
+            raise
+        provider.put_back(conn)  # listing changes no state: the session can still serve an episode
+        return tools
+
+    def _route(self, listed: dict[str, list[mcp_types.Tool]]) -> None:
+        counts: dict[str, int] = {}
+        for tools in listed.values():
+            for tool in tools:
+                counts[tool.name] = counts.get(tool.name, 0) + 1
+        entries: dict[str, ToolEntry] = {}
+        for server, tools in listed.items():
+            for tool in tools:
+                exposed = tool.name
+                if counts[tool.name] > 1:  # namespaced only where names collide
+                    exposed = f"{_NAME_UNSAFE.sub('_', server)}__{tool.name}"
+                entries[exposed] = ToolEntry.build(exposed, server, tool)
+        self._tools = entries
+        self._openai_tools = [entry.schema for entry in entries.values()]
+        self._tool_names = ", ".join(entries)
+
+    async def aclose(self) -> None:
+        """Close every episode's and pool's connections and stop owned servers."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._default is not None:
+            await self._default.aclose()
+            self._default = None
+        await self._close_providers()
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=15)
+        await asyncio.gather(*(h.aclose() for h in self.handles.values()), return_exceptions=True)
+
+    async def _close_providers(self) -> None:
+        providers, self._providers = list(self._providers.values()), {}
+        await asyncio.gather(*(p.aclose() for p in providers), return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- the public face ---------------------------------------------------------------------
+
+    async def tools(self) -> list[dict[str, Any]]:
+        """OpenAI tool schemas (`{"type": "function", "function": {...}}`)."""
+        await self.start()
+        return list(self._openai_tools)
+
+    def tool_servers(self) -> dict[str, str]:
+        """Model-facing tool name -> the server that serves it (after `start()`)."""
+        return {name: entry.server for name, entry in self._tools.items()}
+
+    def splits(self) -> list[str]:
+        return self._tasks.splits()
+
+    def tasks(self, split: str = "train") -> list[Task]:
+        """Tasks of one split; EnvConfigError when the env has no such split."""
+        return self._tasks.tasks(split)
+
+    def verify(self, task: Task, answer: str, calls: list[ToolCall]) -> Verdict:
+        """The env's judgement of a finished episode (default: `envs.verify.verify_answer`)."""
+        verifier = self._verifier or _default_verifier()
+        return verifier(task, answer, calls)
+
+    def initial_messages(self, task: Task) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": task.question})
+        return messages
+
+    def episode(self, group: str | None = None) -> Episode:
+        """A new episode (async context manager). Its connections come from the
+        env's isolation mode; every isolated episode starts from the initial state."""
+        return Episode(self, group)
+
+    async def reset(self, task: Task | str) -> Observation:
+        """Gym-style convenience: start a new default episode."""
+        if self._default is not None:
+            await self._default.aclose()
+        self._default = self.episode()
+        return await self._default.reset(task)
+
+    async def step(self, tool_calls: Iterable[ToolCall | Mapping[str, Any]]) -> StepResult:
+        if self._default is None:
+            raise RuntimeError("call reset(task) before step()")
+        return await self._default.step(tool_calls)
+
+
+class Episode:
+    """One rollout's view of the env: `reset(task)`, `step(calls)`, `aclose()`.
+
+    Implements `envs.base.Environment`. Parallel calls in one step run at once;
+    the tool messages come back in call order."""
+
+    def __init__(self, env: MCPEnv, group: str | None) -> None:
+        self.env = env
+        self.group = group
+        self.task: Task | None = None
+        self._conns: dict[str, Connection] = {}
+        self._closed = False
+
+    async def __aenter__(self) -> Episode:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def reset(self, task: Task | str) -> Observation:
+        if self._closed:
+            raise RuntimeError("episode is closed")
+        if isinstance(task, str):
+            task = Task(id="adhoc", question=task, kind="open")
+        env = self.env
+        await env.start()
+        self._release()  # a second reset starts over from a fresh state
+        providers = env._providers
+        names = list(providers)
+        if len(names) == 1:
+            conns = [await providers[names[0]].acquire()]
+        else:
+            conns = await _gather_first_error([providers[n].acquire() for n in names])
+        self._conns = dict(zip(names, conns, strict=True))
+        self.task = task
+        return Observation.model_construct(messages=env.initial_messages(task), tools=list(env._openai_tools))
+
+    async def step(self, tool_calls: Iterable[ToolCall | Mapping[str, Any]]) -> StepResult:
+        if not self._conns:
+            raise RuntimeError("call reset(task) before step()")
+        calls = [_as_call(c) for c in tool_calls]
+        info = {"group": self.group} if self.group is not None else {}
+        if not calls:  # an answer without calls ends the episode
+            return StepResult.model_construct(messages=[], outcomes=[], done=True, info=info)
+        if len(calls) == 1:
+            results = [await self._run(calls[0])]
+        else:
+            results = await _gather_first_error([self._run(c) for c in calls])
+        return StepResult.model_construct(
+            messages=[m for m, _ in results], outcomes=[o for _, o in results], done=False, info=info
+        )
+
+    async def _run(self, call: ToolCall) -> tuple[dict[str, Any], ToolOutcome]:
+        env = self.env
+        start = time.perf_counter()
+        entry = env._tools.get(call.name)
+        if entry is None:
+            return self._reply(
+                call, start, "unknown_tool", f"Error: unknown tool '{call.name}'. Available tools: {env._tool_names}."
+            )
+        try:
+            arguments = call.parsed_arguments()
+        except ValueError as exc:
+            return self._reply(
+                call, start, "bad_arguments", f"Error: {exc}. Call '{call.name}' again with a JSON object of arguments."
+            )
+        problem = entry.check_arguments(arguments)
+        if problem is not None:
+            return self._reply(call, start, "bad_arguments", f"Error: invalid arguments for '{call.name}': {problem}")
+        try:
+            result = await self._conns[entry.server].call(entry.mcp_name, arguments, env.call_timeout_s)
+        except CallTimeout:
+            return self._reply(
+                call, start, "timeout", f"Error: tool '{call.name}' timed out after {env.call_timeout_s:g} s."
+            )
+        except MCPError as exc:
+            kind = {mcp_types.INVALID_PARAMS: "bad_arguments", mcp_types.METHOD_NOT_FOUND: "unknown_tool"}
+            return self._reply(
+                call, start, kind.get(exc.code, "tool_error"), f"Error: tool '{call.name}' failed: {exc.message}"
+            )
+        text = result_text(result)
+        if result.is_error:
+            return self._reply(call, start, "tool_error", text if text.startswith("Error") else f"Error: {text}")
+        return self._reply(call, start, None, text)
+
+    def _reply(self, call: ToolCall, start: float, error: str | None, text: str) -> tuple[dict[str, Any], ToolOutcome]:
+        content, truncated = cap_text(text, self.env.max_output_chars)
+        message = {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content}
+        outcome = ToolOutcome.model_construct(
+            call_id=call.id,
+            name=call.name,
+            ok=error is None,
+            error=error,
+            latency_s=time.perf_counter() - start,
+            truncated=truncated,
+        )
+        return message, outcome
+
+    def _release(self) -> None:
+        conns, self._conns = self._conns, {}
+        providers = self.env._providers
+        for server, conn in conns.items():
+            provider = providers.get(server)
+            if isinstance(provider, SharedConnection):
+                continue  # the shared session stays open for the next episode
+            if provider is not None:
+                self.env._spawn(provider.release(conn))
+            else:  # the env closed under us: nothing to return it to
+                self.env._spawn(conn.aclose())
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._release()
+
+
+async def _gather_first_error(coros: list[Any]) -> list[Any]:
+    """Run coroutines at once; the first one to raise cancels the rest and its
+    error (not an exception group) propagates."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return [task.result() for task in tasks]
+    finally:
+        pending = [t for t in tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
+def _default_verifier() -> Verifier:
+    try:
+        from .verify import verify_answer
+    except ImportError:  # the shared verifier has not landed: compare answers plainly
+        return _plain_verify
+    return verify_answer
+
+
+def _plain_verify(task: Task, answer: str, calls: list[ToolCall]) -> Verdict:
+    if task.answer is None:
+        return Verdict(success=False, score=0.0, reason="open task: no checkable answer")
+    expected = str(task.answer).strip().lower()
+    ok = expected in answer.strip().lower()
+    return Verdict(success=ok, score=1.0 if ok else 0.0, reason="answer matches" if ok else "answer differs")
+
+
+__all__ = ["EnvInfraError", "Episode", "MCPEnv", "resolve_servers"]

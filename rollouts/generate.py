@@ -1,0 +1,160 @@
+"""Generate trajectories: a policy behind an OpenAI-compatible API against an env.
+
+    python -m rollouts.generate --env energy --split train \\
+        --base-url http://localhost:8000/v1 --model Qwen3-8B \\
+        --concurrency 8 --samples 1 --limit 100 --out data/trajectories.jsonl
+
+`--questions FILE.jsonl` runs questions without expected answers instead of
+the env's task split (tasks of kind "open"; write such a file with
+`python -m rollouts.questions`). The API key comes from `OPENAI_API_KEY` and
+is never written anywhere.
+
+Safe to kill at any moment: each finished trajectory is one whole line of
+`--out`; rerunning the same command resumes (ids already written are
+skipped). `--no-resume` starts fresh and moves the old file aside to
+`OUT.<time>.bak`. A stats JSON (`--stats`, default `OUT` with `.stats.json`)
+is written at the end. Exit code: 0, or 1 when every rollout of the run failed
+on infrastructure (server down), 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from envs.cli import ArgumentParser, UsageError, run_cli
+from rollouts.jsonl import JsonlFormatError
+
+from .envs_io import open_env
+from .policy import ChatPolicy, PolicyConfig
+from .questions import load_questions
+from .rollout import RetryConfig
+from .runner import run_rollouts
+from .tracing import setup_tracing, wanted_project
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m rollouts.generate",
+        description="Run concurrent rollouts of an OpenAI-compatible policy against an env; "
+        "write resumable trajectory JSONL and a stats JSON.",
+    )
+    src = parser.add_argument_group("tasks")
+    src.add_argument("--env", default="energy", help="env spec for envs.load (name, mcp.json, module:factory)")
+    src.add_argument("--split", default="train", help="task split of the env")
+    src.add_argument("--questions", default=None, metavar="FILE", help='JSONL of {"question": ...} to run instead')
+    src.add_argument("--limit", type=int, default=None, help="only the first N tasks")
+    src.add_argument("--samples", type=int, default=1, help="rollouts per task (a GRPO group)")
+
+    pol = parser.add_argument_group("policy")
+    pol.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server")
+    pol.add_argument("--model", default="Qwen3-8B", help="model name on that server")
+    pol.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
+    pol.add_argument("--top-p", type=float, default=None, help="nucleus sampling")
+    pol.add_argument("--max-tokens", type=int, default=2048, help="max tokens per policy turn")
+    pol.add_argument("--seed", type=int, default=None, help="sampling seed (when the server supports it)")
+    pol.add_argument(
+        "--tool-choice", choices=("auto", "required", "none"), default="auto", help="tool_choice sent to the server"
+    )
+    pol.add_argument("--logprobs", action="store_true", help="record per-token logprobs and token ids (for RL)")
+    pol.add_argument("--no-think", action="store_true", help="do not keep <think> text in the trajectories")
+    pol.add_argument("--request-timeout", type=float, default=120.0, help="seconds per policy request")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", default="data/trajectories.jsonl", help="trajectory JSONL (appended; resumes)")
+    run.add_argument("--stats", default=None, metavar="FILE", help="stats JSON (default: OUT with .stats.json)")
+    run.add_argument("--no-resume", action="store_true", help="start fresh: move an existing OUT aside to OUT.*.bak")
+    run.add_argument("--concurrency", type=int, default=8, help="rollouts in flight")
+    run.add_argument("--max-turns", type=int, default=8, help="policy turns per rollout")
+    run.add_argument("--max-total-tokens", type=int, default=None, help="stop a rollout past this context length")
+    run.add_argument("--timeout", type=float, default=600.0, help="seconds per rollout (then: infra error)")
+    run.add_argument("--retries", type=int, default=4, help="retries of a transient policy error")
+    run.add_argument("--fsync", action="store_true", help="fsync after every line (survives power loss)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--weave", default=None, metavar="PROJECT", help="trace rollouts to this weave project")
+    run.add_argument("--no-weave", action="store_true", help="no tracing even when WANDB_API_KEY is set")
+    return parser
+
+
+def _check(args: object) -> None:
+    for flag in ("samples", "concurrency", "max_turns", "max_tokens"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1")
+    for flag in ("limit", "max_total_tokens", "retries"):
+        value = getattr(args, flag)
+        if value is not None and value < 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must not be negative")
+    for flag in ("timeout", "request_timeout"):
+        if getattr(args, flag) <= 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be positive")
+
+
+def stats_path(out: Path, stats: str | None) -> Path:
+    return Path(stats) if stats else out.with_name(out.stem + ".stats.json")
+
+
+async def main() -> int:
+    args = build_parser().parse_args()
+    _check(args)
+    questions = load_questions(args.questions) if args.questions else None
+    setup_tracing(wanted_project(args.weave, disabled=args.no_weave))
+    config = PolicyConfig(
+        base_url=args.base_url,
+        model=args.model,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        tool_choice=args.tool_choice,
+        logprobs=args.logprobs,
+        keep_think=not args.no_think,
+        request_timeout_s=args.request_timeout,
+    )
+    out = Path(args.out)
+    async with open_env(args.env) as env:
+        tasks = questions if questions is not None else env.tasks(args.split)
+        if args.limit is not None:
+            tasks = tasks[: args.limit]
+        if not tasks:
+            raise UsageError(f"no tasks: env {env.name!r} split {args.split!r} is empty")
+        async with ChatPolicy(config) as policy:
+            result = await run_rollouts(
+                env,
+                policy,
+                tasks,
+                samples=args.samples,
+                concurrency=args.concurrency,
+                out=out,
+                resume=not args.no_resume,
+                timeout_s=args.timeout,
+                retry=RetryConfig(retries=args.retries),
+                max_turns=args.max_turns,
+                max_total_tokens=args.max_total_tokens,
+                progress=not args.no_progress,
+                durable=args.fsync,
+            )
+    stats_file = stats_path(out, args.stats)
+    stats_file.parent.mkdir(parents=True, exist_ok=True)
+    stats_file.write_text(json.dumps(result.stats.model_dump(mode="json"), indent=2) + "\n")
+    s = result.stats
+    if result.moved_aside:
+        print(f"moved the old {out} aside to {result.moved_aside}", file=sys.stderr)
+    reward = f"{s.mean_reward:.3f}" if s.mean_reward is not None else "-"
+    print(
+        f"{s.new} new + {s.resumed} resumed trajectories in {out}: success {s.success_rate:.1%} "
+        f"of {s.scored} scored, mean reward {reward}, errors {s.errors or '{}'}; stats in {stats_file}"
+    )
+    new_infra = sum(1 for traj in result.trajectories if traj.is_infra_failure)
+    if result.trajectories and new_infra == len(result.trajectories):
+        print(
+            f"error: every rollout failed on infrastructure (first: {result.trajectories[0].error.message})",  # type: ignore[union-attr]
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, user_errors=(JsonlFormatError,))

@@ -1,0 +1,214 @@
+"""The policy: a chat model behind an OpenAI-compatible API (vLLM in production).
+
+One `ChatPolicy` owns ONE `openai.AsyncOpenAI` client for its whole life, so
+every turn of every concurrent rollout reuses the same connection pool. The
+API key is read from the environment when the client is created and lives only
+inside that client: `PolicyConfig` holds the *name* of the variable, never the
+key, so dumping the config, a trajectory or a log cannot leak it.
+
+The client's own retries are off (`max_retries=0`): the rollout layer retries
+transient failures itself with backoff and jitter, and counts them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Literal
+
+import openai
+from pydantic import BaseModel, ConfigDict, Field
+
+from envs.base import ToolCall
+
+from .parse import ThinkHistory, history_for_request, parse_reply
+
+
+class PolicyConfig(BaseModel):
+    """How to reach and sample the model. Safe to dump: it holds no secret."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = "http://localhost:8000/v1"
+    model: str = "Qwen3-8B"
+    api_key_env: str = "OPENAI_API_KEY"  # the variable's name; the key itself is never stored
+    temperature: float | None = 0.7
+    top_p: float | None = None
+    max_tokens: int | None = 2048
+    seed: int | None = None
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = "auto"
+    parallel_tool_calls: bool | None = None
+    logprobs: bool = False  # per-token logprobs for RL
+    token_ids: bool = True  # with logprobs: ask vLLM for `token_id:N` tokens (`return_tokens_as_token_ids`)
+    keep_think: bool = True  # keep `<think>` text in the stored trajectory (as `reasoning_content`)
+    think_history: ThinkHistory = "qwen3"  # how earlier thinking is sent back (see parse.history_for_request)
+    request_timeout_s: float = 120.0
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+
+class TokenLogprobs(BaseModel):
+    """The sampled tokens of one assistant turn, for RL."""
+
+    token_ids: list[int | None]  # None where the server gave no id (no `return_tokens_as_token_ids`)
+    logprobs: list[float]
+    tokens: list[str]  # the token text (from `bytes` when given)
+
+
+class PolicyTurn(BaseModel):
+    """One reply of the policy, parsed."""
+
+    message: dict[str, Any]  # the assistant message as stored (OpenAI dict)
+    content: str
+    reasoning: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    parse_errors: list[str] = Field(default_factory=list)
+    text_tool_calls: bool = False
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    logprobs: TokenLogprobs | None = None
+
+
+class PolicyError(RuntimeError):
+    """The server answered with something that is not a usable completion."""
+
+
+class ChatPolicy:
+    """`await policy.act(messages, tools) -> PolicyTurn`, one shared client."""
+
+    def __init__(self, config: PolicyConfig, *, client: openai.AsyncOpenAI | None = None) -> None:
+        self.config = config
+        self._client = client
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            # vLLM accepts any key; "EMPTY" is its documented placeholder.
+            self._client = openai.AsyncOpenAI(
+                base_url=self.config.base_url,
+                api_key=os.environ.get(self.config.api_key_env) or "EMPTY",
+                timeout=self.config.request_timeout_s,
+                max_retries=0,
+            )
+        return self._client
+
+    def request_kwargs(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
+        """The keyword arguments of `chat.completions.create` for one turn."""
+        cfg = self.config
+        kwargs: dict[str, Any] = {
+            "model": cfg.model,
+            "messages": history_for_request(messages, cfg.think_history),
+        }
+        optional = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens, "seed": cfg.seed}
+        kwargs.update({key: value for key, value in optional.items() if value is not None})
+        if tools:
+            kwargs["tools"] = tools
+            if cfg.tool_choice is not None:
+                kwargs["tool_choice"] = cfg.tool_choice
+            if cfg.parallel_tool_calls is not None:
+                kwargs["parallel_tool_calls"] = cfg.parallel_tool_calls
+        extra = dict(cfg.extra_body)
+        if cfg.logprobs:
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = 0
+            if cfg.token_ids:
+                extra.setdefault("return_tokens_as_token_ids", True)
+        if extra:
+            kwargs["extra_body"] = extra
+        return kwargs
+
+    async def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> PolicyTurn:
+        """One policy turn. Raises openai errors as they are (the caller decides what is transient)."""
+        kwargs = self.request_kwargs(messages, tools)
+        start = time.perf_counter()
+        completion = await self.client.chat.completions.create(**kwargs)
+        latency = time.perf_counter() - start
+        if not completion.choices:
+            raise PolicyError("the server returned no choices")
+        choice = completion.choices[0]
+        raw = choice.message.model_dump(exclude_none=True)
+        parsed = parse_reply(raw, tools_offered=bool(tools), keep_think=self.config.keep_think)
+        usage = completion.usage
+        return PolicyTurn(
+            message=parsed.message,
+            content=parsed.content,
+            reasoning=parsed.reasoning,
+            tool_calls=parsed.tool_calls,
+            parse_errors=parsed.parse_errors,
+            text_tool_calls=parsed.text_tool_calls,
+            finish_reason=choice.finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            latency_s=latency,
+            logprobs=_token_logprobs(choice) if self.config.logprobs else None,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def __aenter__(self) -> ChatPolicy:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _token_logprobs(choice: Any) -> TokenLogprobs | None:
+    content = choice.logprobs.content if choice.logprobs else None
+    if not content:
+        return None
+    ids: list[int | None] = []
+    tokens: list[str] = []
+    for item in content:
+        ids.append(_token_id(item.token))
+        tokens.append(bytes(item.bytes).decode("utf-8", errors="replace") if item.bytes else item.token)
+    return TokenLogprobs(token_ids=ids, logprobs=[item.logprob for item in content], tokens=tokens)
+
+
+def _token_id(token: str) -> int | None:
+    # vLLM's `return_tokens_as_token_ids` spells each token "token_id:1234".
+    if token.startswith("token_id:"):
+        try:
+            return int(token.split(":", 1)[1])
+        except ValueError:
+            return None
+    return None
+
+
+TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying: connection trouble, timeouts, 429 and 5xx."""
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in TRANSIENT_STATUS or exc.status_code >= 500
+    return isinstance(exc, TimeoutError | ConnectionError)
+
+
+def is_context_overflow(exc: BaseException) -> bool:
+    """A 400 because the conversation outgrew the model's context: the model's doing, not infra."""
+    if not isinstance(exc, openai.BadRequestError):
+        return False
+    text = str(exc).lower()
+    return "context length" in text or "maximum context" in text or "too many tokens" in text
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming the error, never its request (headers hold the key)."""
+    if isinstance(exc, openai.APIStatusError):
+        return f"{type(exc).__name__}: HTTP {exc.status_code}: {_first_line(exc.message)}"
+    return f"{type(exc).__name__}: {_first_line(str(exc))}" if str(exc) else type(exc).__name__
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:limit]

@@ -1,0 +1,180 @@
+"""Many rollouts at once: tasks x samples, bounded concurrency, crash-safe JSONL, resume.
+
+`run_rollouts` is the one entry point; the CLI (`rollouts.generate`) and the
+GRPO trainer (with `out=None`, in memory) both call it.
+
+- Concurrency: `concurrency` workers (anyio) pull work from one queue, so a
+  million tasks cost no more memory than eight.
+- Retries: each policy call retries transient errors (connection, timeout,
+  429, 5xx) with exponential backoff and jitter (tenacity, see `rollout`); a
+  failure that survives them is recorded as `error.kind = "infra"` and
+  WRITTEN like any other trajectory — never dropped, never scored as the model's.
+- Per-rollout timeout: a rollout that runs past `timeout_s` is an infra failure.
+- Crash safety: every finished trajectory is appended as one whole line and
+  flushed (`rollouts.jsonl.JsonlAppender`), so `kill -9` at any moment leaves
+  a readable file that holds everything reported done.
+- Resume (default): ids already in `out` are skipped. `resume=False` starts
+  fresh by MOVING the old file aside to `<out>.<UTC time>.bak` — starting over
+  never destroys data.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tqdm.auto import tqdm
+
+from envs.base import Task
+from rollouts.jsonl import JsonlAppender, JsonlFormatError, iter_jsonl
+from rollouts.record import Trajectory, trajectory_id
+
+from .rollout import Policy, RetryConfig, rollout
+from .stats import RunStats, compute_stats
+from .tracing import traced
+
+
+class RunResult(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    trajectories: list[Trajectory]  # the ones this call ran, in task x sample order
+    stats: RunStats  # over the whole output file when `out` is given (resumed ones included)
+    skipped: int = 0  # ids found in `out` and not run again
+    out: Path | None = None
+    moved_aside: Path | None = None  # where `resume=False` put the old file
+    previous: list[Trajectory] = Field(default_factory=list, exclude=True)
+
+
+def group_id(env_name: str, task: Task) -> str:
+    """Rollouts of one task form one GRPO group."""
+    return f"{env_name}:{task.id}"
+
+
+def move_aside(path: Path) -> Path | None:
+    """Rename an existing output out of the way (`--no-resume`); None when there was none."""
+    if not path.exists():
+        return None
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = path.with_name(f"{path.name}.{stamp}.bak")
+    path.rename(target)
+    return target
+
+
+def load_done(path: Path) -> list[Trajectory]:
+    """The trajectories already in `path` (a torn last line from a crash is skipped).
+    A bad line in the middle raises `JsonlFormatError`."""
+    if not path.exists():
+        return []
+    records = list(iter_jsonl(path))  # a broken line anywhere is reported before any schema problem
+    done = []
+    for number, record in enumerate(records, start=1):
+        try:
+            done.append(Trajectory.model_validate(record))
+        except ValidationError:
+            raise JsonlFormatError(f"{path}: record {number} is not a trajectory") from None
+    return done
+
+
+async def run_rollouts(
+    env: Any,
+    policy: Policy,
+    tasks: Sequence[Task],
+    *,
+    samples: int = 1,
+    concurrency: int = 8,
+    out: str | Path | None = None,
+    resume: bool = True,
+    timeout_s: float | None = 600.0,
+    retries: int = 4,
+    retry: RetryConfig | None = None,
+    max_turns: int = 8,
+    max_total_tokens: int | None = None,
+    progress: bool = True,
+    durable: bool = False,
+    on_trajectory: Callable[[Trajectory], None] | None = None,
+) -> RunResult:
+    """Run every task `samples` times and return the trajectories and their stats."""
+    if samples < 1 or concurrency < 1 or max_turns < 1:
+        raise ValueError("samples, concurrency and max_turns must be at least 1")
+    retry = retry or RetryConfig(retries=retries)
+    out_path = Path(out) if out is not None else None
+    moved = None
+    previous: list[Trajectory] = []
+    if out_path is not None:
+        if resume:
+            previous = load_done(out_path)
+        else:
+            moved = move_aside(out_path)
+    done_ids = {traj.id for traj in previous}
+
+    work: list[tuple[int, Task, int]] = []
+    for index, task in enumerate(tasks):
+        for sample in range(samples):
+            if trajectory_id(env.name, task.id, sample) not in done_ids:
+                work.append((index, task, sample))
+    skipped = len(tasks) * samples - len(work)
+
+    run_one = traced(rollout, name="rollout")
+    results: dict[tuple[int, int], Trajectory] = {}
+    bar = tqdm(
+        total=len(work),
+        desc=f"rollouts {env.name}",
+        unit="rollout",
+        disable=not progress,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
+    tally = {"done": 0, "scored": 0, "success": 0, "infra": 0}
+    appender = JsonlAppender(out_path, durable=durable) if out_path is not None else None
+    queue = iter(work)
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        for index, task, sample in queue:  # one shared iterator: each item goes to exactly one worker
+            traj = await run_one(
+                env,
+                policy,
+                task,
+                sample=sample,
+                group=group_id(env.name, task),
+                max_turns=max_turns,
+                max_total_tokens=max_total_tokens,
+                retry=retry,
+                timeout_s=timeout_s,
+            )
+            if appender is not None:
+                appender.write(traj)
+            results[(index, sample)] = traj
+            if on_trajectory is not None:
+                on_trajectory(traj)
+            _tick(bar, tally, traj)
+
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(min(concurrency, max(1, len(work)))):
+                group.start_soon(worker)
+    finally:
+        bar.close()
+        if appender is not None:
+            appender.close()
+    wall = time.perf_counter() - started
+    new = [results[key] for key in sorted(results)]
+    stats = compute_stats([*previous, *new], new=len(new), wall_s=wall)
+    return RunResult(trajectories=new, stats=stats, skipped=skipped, out=out_path, moved_aside=moved, previous=previous)
+
+
+def _tick(bar: Any, tally: dict[str, int], traj: Trajectory) -> None:
+    tally["done"] += 1
+    if traj.is_infra_failure:
+        tally["infra"] += 1
+    else:
+        tally["scored"] += 1
+        tally["success"] += int(traj.success)
+    rate = tally["success"] / tally["scored"] if tally["scored"] else 0.0
+    bar.set_postfix_str(f"success={rate:.0%} infra={tally['infra']}", refresh=False)
+    bar.update(1)

@@ -1,0 +1,450 @@
+"""Benchmark MCPEnv: tool calls per transport, and whole rollouts per isolation mode.
+
+1. Tool calls/s and p50/p95 latency over in-process, stdio and streamable HTTP,
+   at concurrency 1 and 64 (one shared session), plus the per-call overhead of
+   MCPEnv against a raw `fastmcp.Client` call on the same in-process server.
+2. Rollouts/s of a two-turn task (one tool call, then an answer) against a
+   scripted OpenAI-compatible policy server, in each isolation mode, next to
+   - the floor: one raw shared stdio session (the MCP SDK) and one OpenAI client;
+   - ART's MCP-example pattern: a new stdio server and client session per
+     rollout, and a new OpenAI client per turn.
+
+Prints a table and writes JSON (default runs/bench/envs.json). Not a test.
+
+    python scripts/bench_envs.py            # about 2 minutes on 2 cores
+    python scripts/bench_envs.py --quick    # smaller counts
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+SCRIPTS = Path(__file__).resolve().parent
+ROOT = SCRIPTS.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from envs.cli import ArgumentParser, run_cli  # noqa: E402
+
+SERVER_SCRIPT = SCRIPTS / "_bench_mcp_server.py"
+POLICY_SCRIPT = SCRIPTS / "_scripted_policy.py"
+ADD_ARGS = {"a": 2, "b": 3}
+EXPECTED_ANSWER = "The answer is 5."
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A helper server process on 127.0.0.1, up once GET /health answers."""
+
+    def __init__(self, args: list[str], port: int) -> None:
+        self.port = port
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{args[0]} exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{args[0]} did not come up")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return {"p50_ms": round(pick(0.50), 3), "p95_ms": round(pick(0.95), 3)}
+
+
+async def run_concurrently(
+    n: int, concurrency: int, one: Callable[[int], Awaitable[None]]
+) -> tuple[float, list[float]]:
+    """Run `one(i)` for i < n with `concurrency` workers; (wall seconds, latencies)."""
+    latencies: list[float] = []
+    counter = iter(range(n))
+
+    async def worker() -> None:
+        for i in counter:
+            start = time.perf_counter()
+            await one(i)
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - start, latencies
+
+
+# -- tool calls ------------------------------------------------------------------------------
+
+
+async def bench_calls(env: Any, *, n: int, concurrency: int) -> dict[str, Any]:
+    from envs import Task, ToolCall
+
+    calls = [ToolCall(id="c", name="add", arguments=ADD_ARGS)]
+    async with contextlib.AsyncExitStack() as stack:
+        episodes = [await stack.enter_async_context(env.episode()) for _ in range(concurrency)]
+        for ep in episodes:
+            await ep.reset(Task(id="b", question="2 + 3?"))
+        for _ in range(10):  # warm-up
+            await episodes[0].step(calls)
+
+        async def one(i: int) -> None:
+            result = await episodes[i % concurrency].step(calls)
+            if result.messages[0]["content"] != "5":
+                raise RuntimeError(f"wrong tool result {result.messages[0]['content']!r}")
+
+        wall, latencies = await run_concurrently(n, concurrency, one)
+    return {"calls": n, "concurrency": concurrency, "calls_per_s": round(n / wall, 1), **percentiles(latencies)}
+
+
+async def bench_overhead(n: int, rounds: int) -> dict[str, Any]:
+    """Mean in-process call latency: raw fastmcp.Client (default and legacy handshake) vs
+    MCPEnv.step, interleaved in blocks so machine noise hits all alike; best block wins."""
+    from _bench_mcp_server import build_server
+    from fastmcp import Client
+
+    from envs import MCPEnv, Task, ToolCall
+
+    server = build_server()
+    calls = [ToolCall(id="c", name="add", arguments=ADD_ARGS)]
+    best = {"client_default": float("inf"), "client_legacy": float("inf"), "mcpenv": float("inf")}
+    async with (
+        Client(server) as default,
+        Client(server, mode="legacy") as legacy,
+        MCPEnv(server, isolation="shared") as env,
+        env.episode() as ep,
+    ):
+        await ep.reset(Task(id="b", question="?"))
+
+        async def time_block(fn: Callable[[], Awaitable[Any]]) -> float:
+            for _ in range(20):
+                await fn()
+            start = time.perf_counter()
+            for _ in range(n):
+                await fn()
+            return (time.perf_counter() - start) / n
+
+        for _ in range(rounds):
+            best["client_default"] = min(
+                best["client_default"], await time_block(lambda: default.call_tool("add", ADD_ARGS))
+            )
+            best["client_legacy"] = min(
+                best["client_legacy"], await time_block(lambda: legacy.call_tool("add", ADD_ARGS))
+            )
+            best["mcpenv"] = min(best["mcpenv"], await time_block(lambda: ep.step(calls)))
+    raw = min(best["client_default"], best["client_legacy"])  # the stricter baseline
+    return {
+        "raw_client_default_ms": round(best["client_default"] * 1000, 3),
+        "raw_client_legacy_ms": round(best["client_legacy"] * 1000, 3),
+        "mcpenv_ms": round(best["mcpenv"] * 1000, 3),
+        "overhead_x": round(best["mcpenv"] / raw, 3),
+        "calls_per_block": n,
+        "rounds": rounds,
+    }
+
+
+# -- rollouts --------------------------------------------------------------------------------
+
+
+def _openai_calls(message: Any) -> list[Any]:
+    return list(message.tool_calls or [])
+
+
+async def env_rollout(env: Any, client: Any) -> str:
+    """The rollout loop a policy runs against an MCPEnv episode."""
+    from envs import Task, ToolCall
+
+    async with env.episode() as ep:
+        obs = await ep.reset(Task(id="r", question="What is 2 + 3?"))
+        messages = list(obs.messages)
+        for _ in range(4):
+            response = await client.chat.completions.create(model="scripted", messages=messages, tools=obs.tools)
+            message = response.choices[0].message
+            calls = _openai_calls(message)
+            if not calls:
+                return message.content or ""
+            messages.append(message.model_dump(exclude_none=True))
+            result = await ep.step(
+                [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments) for c in calls]
+            )
+            messages.extend(result.messages)
+    raise RuntimeError("the scripted policy never answered")
+
+
+async def session_rollout(session: Any, tools: list[dict[str, Any]], client: Any) -> str:
+    """The same loop over a raw MCP SDK session."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "What is 2 + 3?"}]
+    for _ in range(4):
+        response = await client.chat.completions.create(model="scripted", messages=messages, tools=tools)
+        message = response.choices[0].message
+        calls = _openai_calls(message)
+        if not calls:
+            return message.content or ""
+        messages.append(message.model_dump(exclude_none=True))
+        for c in calls:
+            result = await session.call_tool(c.function.name, json.loads(c.function.arguments))
+            text = "\n".join(getattr(block, "text", "") for block in result.content)
+            messages.append({"role": "tool", "tool_call_id": c.id, "content": text})
+    raise RuntimeError("the scripted policy never answered")
+
+
+def openai_tools(tools: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description or "", "parameters": t.input_schema},
+        }
+        for t in tools
+    ]
+
+
+@contextlib.asynccontextmanager
+async def raw_stdio_session() -> AsyncIterator[Any]:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(command=sys.executable, args=[str(SERVER_SCRIPT)])
+    with open(os.devnull, "w") as devnull:  # noqa: ASYNC230 - opening /dev/null does not block
+        async with stdio_client(params, errlog=devnull) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
+async def measure_rollouts(n: int, concurrency: int, rollout: Callable[[], Awaitable[str]]) -> dict[str, Any]:
+    wrong = 0
+
+    async def one(i: int) -> None:
+        nonlocal wrong
+        if await rollout() != EXPECTED_ANSWER:
+            wrong += 1
+
+    wall, latencies = await run_concurrently(n, concurrency, one)
+    if wrong:
+        raise RuntimeError(f"{wrong} of {n} rollouts got a wrong answer")
+    return {"rollouts": n, "concurrency": concurrency, "rollouts_per_s": round(n / wall, 2), **percentiles(latencies)}
+
+
+async def bench_floor(base_url: str, n: int, concurrency: int) -> dict[str, Any]:
+    from openai import AsyncOpenAI
+
+    async with raw_stdio_session() as session, AsyncOpenAI(base_url=base_url, api_key="bench") as client:
+        tools = openai_tools((await session.list_tools()).tools)
+        await session_rollout(session, tools, client)  # warm-up
+        return await measure_rollouts(n, concurrency, lambda: session_rollout(session, tools, client))
+
+
+async def bench_art_pattern(base_url: str, n: int, concurrency: int) -> dict[str, Any]:
+    from openai import AsyncOpenAI
+
+    async def rollout() -> str:
+        async with raw_stdio_session() as session:  # a new server and session per rollout
+            tools = openai_tools((await session.list_tools()).tools)
+            messages: list[dict[str, Any]] = [{"role": "user", "content": "What is 2 + 3?"}]
+            for _ in range(4):
+                async with AsyncOpenAI(base_url=base_url, api_key="bench") as client:  # a new client per turn
+                    response = await client.chat.completions.create(model="scripted", messages=messages, tools=tools)
+                message = response.choices[0].message
+                calls = _openai_calls(message)
+                if not calls:
+                    return message.content or ""
+                messages.append(message.model_dump(exclude_none=True))
+                for c in calls:
+                    result = await session.call_tool(c.function.name, json.loads(c.function.arguments))
+                    text = "\n".join(getattr(block, "text", "") for block in result.content)
+                    messages.append({"role": "tool", "tool_call_id": c.id, "content": text})
+        raise RuntimeError("the scripted policy never answered")
+
+    return await measure_rollouts(n, concurrency, rollout)
+
+
+async def bench_env_rollouts(env: Any, base_url: str, n: int, concurrency: int) -> dict[str, Any]:
+    from openai import AsyncOpenAI
+
+    async with env, AsyncOpenAI(base_url=base_url, api_key="bench") as client:
+        return await measure_rollouts(n, concurrency, lambda: env_rollout(env, client))
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def _row(table: list[tuple[str, str, str]], name: str, result: dict[str, Any], bar: tqdm) -> None:
+    if "calls_per_s" in result:
+        rate = f"{result['calls_per_s']:>9.1f} calls/s"
+    else:
+        rate = f"{result['rollouts_per_s']:>9.2f} rollouts/s"
+    table.append((name, rate, f"p50 {result['p50_ms']:>8.2f} ms   p95 {result['p95_ms']:>8.2f} ms"))
+    bar.write(f"{name:<46} {rate}   p50 {result['p50_ms']:.2f} ms  p95 {result['p95_ms']:.2f} ms")
+
+
+async def bench(args: Any) -> dict[str, Any]:
+    from _bench_mcp_server import build_server
+
+    from envs import MCPEnv, StdioServer
+
+    quick = args.quick
+    n_calls = 200 if quick else args.calls
+    n_fast = 100 if quick else args.rollouts
+    n_slow = 8 if quick else args.slow_rollouts
+    conc = args.concurrency
+    stdio = StdioServer(command=sys.executable, args=[str(SERVER_SCRIPT)])
+    common = {"server_log": os.devnull}
+    results: dict[str, Any] = {"calls": {}, "rollouts": {}}
+    table: list[tuple[str, str, str]] = []
+
+    mcp_port, policy_port = free_port(), free_port()
+    http_server = Process([str(SERVER_SCRIPT), "--transport", "http", "--port", str(mcp_port)], mcp_port)
+    policy = Process([str(POLICY_SCRIPT), "--port", str(policy_port), "--tool", "add",
+                      "--arguments", json.dumps(ADD_ARGS)], policy_port)  # fmt: skip
+    base_url = f"http://127.0.0.1:{policy_port}/v1"
+    http_url = f"http://127.0.0.1:{mcp_port}/mcp"
+    transports: dict[str, Callable[[], Any]] = {
+        "in-process": lambda: MCPEnv(build_server(), isolation="shared", **common),
+        "stdio": lambda: MCPEnv(stdio, isolation="shared", **common),
+        "http": lambda: MCPEnv(http_url, isolation="shared", **common),
+    }
+    rollout_modes: dict[str, tuple[Callable[[], Any], int]] = {
+        "mcpenv shared (stdio)": (lambda: MCPEnv(stdio, isolation="shared", **common), n_fast),
+        "mcpenv per_session (in-process)": (lambda: MCPEnv(build_server(), isolation="per_session", **common), n_fast),
+        "mcpenv per_session (http)": (lambda: MCPEnv(http_url, isolation="per_session", **common), n_fast),
+        "mcpenv per_process (in-process factory)": (
+            lambda: MCPEnv(build_server, isolation="per_process", **common),
+            n_fast,
+        ),
+        "mcpenv per_process (stdio)": (lambda: MCPEnv(stdio, isolation="per_process", **common), n_slow),
+    }
+    steps = len(transports) * 2 + 1 + 2 + len(rollout_modes)
+    try:
+        with tqdm(total=steps, desc="bench_envs", unit="step", file=sys.stderr) as bar:
+            for name, make in transports.items():
+                for concurrency in (1, 64):
+                    n = n_calls if concurrency == 1 else max(n_calls, 64 * 20)
+                    async with make() as env:
+                        result = await bench_calls(env, n=n, concurrency=concurrency)
+                    results["calls"][f"{name} c{concurrency}"] = result
+                    _row(table, f"calls {name} c{concurrency}", result, bar)
+                    bar.update()
+            overhead = await bench_overhead(n_calls, rounds=3)
+            results["overhead"] = overhead
+            bar.write(
+                f"in-process call: raw Client {overhead['raw_client_default_ms']:.3f} ms (legacy "
+                f"{overhead['raw_client_legacy_ms']:.3f} ms), MCPEnv {overhead['mcpenv_ms']:.3f} ms "
+                f"-> {overhead['overhead_x']:.2f}x"
+            )
+            bar.update()
+
+            floor = await bench_floor(base_url, n_fast, conc)
+            results["rollouts"]["floor: raw shared stdio session + one client"] = floor
+            _row(table, "rollouts floor (raw shared stdio session)", floor, bar)
+            bar.update()
+            for name, (make, n) in rollout_modes.items():
+                result = await bench_env_rollouts(make(), base_url, n, conc)
+                results["rollouts"][name] = result
+                _row(table, f"rollouts {name}", result, bar)
+                bar.update()
+            art = await bench_art_pattern(base_url, n_slow, conc)
+            results["rollouts"]["ART MCP-example pattern"] = art
+            _row(table, "rollouts ART pattern (new server+client)", art, bar)
+            bar.update()
+    finally:
+        http_server.stop()
+        policy.stop()
+
+    rollouts = results["rollouts"]
+    art_rate = art["rollouts_per_s"]
+    floor_rate = floor["rollouts_per_s"]
+    checks = {
+        "shared >= 0.8x floor": (rollouts["mcpenv shared (stdio)"]["rollouts_per_s"] / floor_rate, 0.8),
+        "per_session >= 50x ART": (rollouts["mcpenv per_session (in-process)"]["rollouts_per_s"] / art_rate, 50),
+        "per_process in-process >= 20x ART": (
+            rollouts["mcpenv per_process (in-process factory)"]["rollouts_per_s"] / art_rate,
+            20,
+        ),
+        "per_process stdio >= 1x ART": (rollouts["mcpenv per_process (stdio)"]["rollouts_per_s"] / art_rate, 1),
+        "in-process overhead <= 1.3x raw Client": (overhead["overhead_x"], 1.3),
+    }
+    results["targets"] = {
+        name: {
+            "value": round(value, 2),
+            "target": target,
+            "met": value <= target if "overhead" in name else value >= target,
+        }
+        for name, (value, target) in checks.items()
+    }
+    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    results["settings"] = {"calls": n_calls, "rollouts": n_fast, "slow_rollouts": n_slow, "concurrency": conc}
+
+    print()
+    print(f"{'benchmark':<52}{'rate':>22}   latency")
+    for name, rate, latency in table:
+        print(f"{name:<52}{rate:>22}   {latency}")
+    print()
+    for name, check in results["targets"].items():
+        print(f"{name:<44} {check['value']:>8.2f}  (target {check['target']})  {'met' if check['met'] else 'MISSED'}")
+    return results
+
+
+def main() -> None:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "envs.json"), help="where to write the JSON")
+    parser.add_argument("--calls", type=int, default=600, help="tool calls per transport at concurrency 1")
+    parser.add_argument("--rollouts", type=int, default=400, help="rollouts per fast mode")
+    parser.add_argument("--slow-rollouts", type=int, default=24, help="rollouts for the process-per-rollout modes")
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent rollouts")
+    parser.add_argument("--quick", action="store_true", help="small counts for a smoke run")
+    args = parser.parse_args()
+
+    async def run() -> int:
+        results = await bench(args)
+        out = Path(args.out)
+        write_json(out, results)
+        print(f"\nwrote {out}")
+        return 0
+
+    run_cli(run)
+
+
+def write_json(out: Path, results: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command of the README: create or update .venv from the project's own
+# files (scripts/setup_venv.sh), make sure the embedded model is cached, run pytest.
+# Extra arguments go to pytest, e.g. `scripts/test.sh tests/test_energy.py -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_venv.sh
+# shellcheck disable=SC1091
+source .venv/bin/activate
+python -m train.models fetch
+exec python -m pytest "$@"
