@@ -1,0 +1,63 @@
+"""Judges: rewards and metrics for trajectories (rollouts.record.Trajectory).
+
+- `compute_metrics(trajs)` — function-calling metrics (judges.metrics);
+- `rule_reward(traj, config)` — the weighted rule rubric, no LLM (judges.rules);
+- `build_judge(spec, ...)` — "rules" | "ruler" | "llm" | "ruler:0.7+rules:0.3":
+  a `Judge` with `score_group(group)` and `score(trajs)` (judges.compose);
+- `scored_groups(trajs)` — the groups fit for GRPO, and how many were dropped.
+
+Infra-failed trajectories are never scored (reward None, masked), and a
+judge that fails marks what it could not score as infra, never 0.
+"""
+
+from __future__ import annotations
+
+import os
+
+# litellm (under ART's RULER) fetches a price list from the network when it is
+# first imported unless told not to; judges must work offline.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# Names resolve on first use, so `python -m judges.metrics` does not find its own module
+# already imported by the package (runpy warns about that) and `import judges` stays light.
+_EXPORTS = {
+    "Judge": "base",
+    "JudgeFailure": "base",
+    "JudgeStats": "base",
+    "group_trajectories": "base",
+    "scored_groups": "base",
+    "build_judge": "compose",
+    "parse_spec": "compose",
+    "compute_metrics": "metrics",
+    "RubricConfig": "rules",
+    "rule_reward": "rules",
+}
+
+if TYPE_CHECKING:
+    from .base import Judge, JudgeFailure, JudgeStats, group_trajectories, scored_groups
+    from .compose import build_judge, parse_spec
+    from .metrics import compute_metrics
+    from .rules import RubricConfig, rule_reward
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'judges' has no attribute {name!r}")
+
+
+__all__ = [
+    "Judge",
+    "JudgeFailure",
+    "JudgeStats",
+    "RubricConfig",
+    "build_judge",
+    "compute_metrics",
+    "group_trajectories",
+    "parse_spec",
+    "rule_reward",
+    "scored_groups",
+]
