@@ -1,0 +1,450 @@
+"""BFCL v4 (the Berkeley Function Calling Leaderboard) against any OpenAI-compatible model.
+
+    python -m train.bfcl --categories simple,multiple,parallel,parallel_multiple,irrelevance,live \\
+        --base-url http://localhost:8000/v1 --model Qwen3-8B --limit 50 --concurrency 8
+    python -m train.bfcl --compare runs/bfcl/base.jsonl runs/bfcl/trained.jsonl
+
+Each entry's function docs become OpenAI tools (judges.bfcl.tools, the
+leaderboard's own conversion), the model is asked once through the policy
+client the rollouts use (rollouts.ChatPolicy: native tool calls or calls parsed
+from text), and the reply is scored with the leaderboard's AST checker
+(judges.bfcl.checker, agreement with bfcl-eval's checker is tested). Sampling
+defaults to the leaderboard's temperature 0.001.
+
+Out: `--out` JSONL, one line per entry with its verdict, the reply as the
+leaderboard stores it and the assistant message (appended as answers arrive:
+safe to kill, rerunning resumes and skips the ids already there); a
+per-category table with the leaderboard's aggregates on stdout and in the
+summary JSON (`--summary`, default OUT with `.summary.json`).
+
+Multi-turn categories (multi_turn_base/miss_func/miss_param/long_context) are
+not supported yet: they need the leaderboard's simulated stateful APIs (a file
+system, trading bot, travel booking, vehicle control, messaging, posting,
+ticketing and math APIs, instantiated per entry from its `initial_config`),
+executed turn by turn with the model's calls and checked against the ground
+truth's end state and execution results. Asking for them exits 2 and says so.
+
+Exit codes: 0; 1 when some entries failed on infrastructure (server down;
+they are not written, rerun to retry them); 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import openai
+from pydantic import BaseModel, Field
+from tqdm import tqdm
+
+from envs.cli import ArgumentParser, UsageError, run_cli
+from judges.bfcl import (
+    MULTI_TURN,
+    BfclEntry,
+    CategoryScore,
+    category_size,
+    check_reply,
+    expand_categories,
+    installed_version,
+    leaderboard_summary,
+    load_category,
+    reply_from_calls,
+    to_openai_tools,
+)
+from judges.bfcl.checker import Reply
+from judges.bfcl.scores import Score
+from rollouts.jsonl import JsonlAppender, iter_jsonl
+from rollouts.policy import ChatPolicy, PolicyConfig, PolicyError, describe_error, is_transient
+from rollouts.rollout import Policy, RetryConfig, act_with_retries
+from rollouts.runner import move_aside
+
+BFCL_TEMPERATURE = 0.001  # the leaderboard's default sampling temperature
+MULTI_TURN_UNSUPPORTED = (
+    "BFCL multi-turn categories ({names}) are not supported yet: they need the leaderboard's simulated "
+    "stateful APIs (file system, trading, travel, vehicle, messaging, posting, ticketing, math) run turn by turn"
+)
+
+
+class BfclRecord(BaseModel):
+    """One entry's answer and verdict (one JSONL line)."""
+
+    id: str
+    category: str
+    model: str
+    valid: bool
+    error_type: str = ""
+    error: list[Any] = Field(default_factory=list)
+    reply: Any = None  # the leaderboard's `model_responses`: [{name: arguments_text}] or the text
+    message: dict[str, Any] | None = None  # the assistant message as the policy parsed it
+    parse_errors: list[str] = Field(default_factory=list)
+    text_tool_calls: bool = False
+    latency_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    created: str = ""
+
+
+class BfclRunResult(BaseModel):
+    model: str
+    bfcl_version: str | None
+    categories: dict[str, CategoryScore]
+    summary: dict[str, Score]
+    out: Path | None
+    new: int
+    skipped: int
+    infra_failures: int
+    infra_examples: list[str] = Field(default_factory=list)
+    retries: int = 0
+
+
+class _InfraError(Exception):
+    pass
+
+
+def check_categories(categories: Sequence[str]) -> None:
+    asked = [name for name in categories if name in MULTI_TURN]
+    if asked:
+        raise UsageError(MULTI_TURN_UNSUPPORTED.format(names=", ".join(asked)))
+
+
+async def answer_entry(policy: Policy, entry: BfclEntry, retry: RetryConfig, counter: Counter[str]) -> BfclRecord:
+    """Ask the model once and score its reply. Raises _InfraError when the server, not the model, failed."""
+    messages = [dict(message) for message in entry.question[0]]
+    tools = to_openai_tools(entry.functions, entry.category)
+    base = {"id": entry.id, "category": entry.category, "model": policy.model, "created": _now()}
+    try:
+        turn = await act_with_retries(policy, messages, tools, retry, counter)
+    except openai.BadRequestError as exc:
+        # A request the server refuses for this entry (context too long, a schema it rejects): the
+        # leaderboard records the error as the model's result, which scores wrong.
+        reply: Reply = f"Error during inference: {describe_error(exc)}"
+        verdict = check_reply(entry, reply)
+        return BfclRecord(**base, valid=verdict.valid, error_type="inference_error", error=[str(reply)], reply=reply)
+    except Exception as exc:
+        if is_transient(exc) or isinstance(exc, openai.APIStatusError | openai.APIConnectionError | PolicyError):
+            raise _InfraError(describe_error(exc)) from exc
+        raise
+    reply = reply_from_calls([(call.name, call.arguments) for call in turn.tool_calls], turn.content)
+    verdict = check_reply(entry, reply)
+    return BfclRecord(
+        **base,
+        valid=verdict.valid,
+        error_type=verdict.error_type,
+        error=_jsonable(verdict.error),
+        reply=reply,
+        message=turn.message,
+        parse_errors=turn.parse_errors,
+        text_tool_calls=turn.text_tool_calls,
+        latency_s=round(turn.latency_s, 4),
+        prompt_tokens=turn.prompt_tokens,
+        completion_tokens=turn.completion_tokens,
+    )
+
+
+def load_records(path: Path) -> list[BfclRecord]:
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    return [BfclRecord.model_validate(record) for record in iter_jsonl(path)]
+
+
+def score_records(records: Sequence[BfclRecord], categories: Sequence[str]) -> dict[str, CategoryScore]:
+    """Per-category correct/total over the records (the last record of an id wins)."""
+    latest = {record.id: record for record in records}
+    scores = {}
+    for category in categories:
+        chosen = [record for record in latest.values() if record.category == category]
+        if chosen:
+            scores[category] = CategoryScore(
+                category=category, correct=sum(record.valid for record in chosen), total=len(chosen)
+            )
+    return scores
+
+
+async def run_bfcl(
+    policy: Policy,
+    categories: Sequence[str],
+    *,
+    out: str | Path | None = None,
+    limit: int | None = None,
+    concurrency: int = 8,
+    resume: bool = True,
+    retry: RetryConfig | None = None,
+    progress: bool = True,
+) -> BfclRunResult:
+    """Ask the model every chosen entry (resuming from `out`) and score the run like the leaderboard."""
+    check_categories(categories)
+    if concurrency < 1 or (limit is not None and limit < 1):
+        raise UsageError("--concurrency and --limit must be at least 1")
+    retry = retry or RetryConfig()
+    out_path = Path(out) if out is not None else None
+    entries = [entry for category in categories for entry in load_category(category, limit)]
+    chosen_ids = {entry.id for entry in entries}
+
+    previous: list[BfclRecord] = []
+    if out_path is not None and out_path.exists():
+        if resume:
+            previous = [record for record in load_records(out_path) if record.id in chosen_ids]
+            models = {record.model for record in previous} - {policy.model}
+            if models:
+                raise UsageError(
+                    f"{out_path} holds replies of model {sorted(models)[0]!r}, not {policy.model!r}: "
+                    "pass another --out or --no-resume"
+                )
+        else:
+            move_aside(out_path)
+    done = {record.id for record in previous}
+    work = [entry for entry in entries if entry.id not in done]
+
+    records: list[BfclRecord] = list(previous)
+    infra: list[str] = []
+    counter: Counter[str] = Counter()
+    bar = tqdm(total=len(work), desc=f"bfcl {policy.model}", unit="entry", disable=not progress, dynamic_ncols=True)
+    appender = JsonlAppender(out_path) if out_path is not None else None
+    queue = iter(work)
+    tally = Counter[str]()
+
+    async def worker() -> None:
+        for entry in queue:  # one shared iterator: each entry goes to exactly one worker
+            try:
+                record = await answer_entry(policy, entry, retry, counter)
+            except _InfraError as exc:
+                infra.append(f"{entry.id}: {exc}")
+                tally["infra"] += 1
+            else:
+                if appender is not None:
+                    appender.write(record)
+                records.append(record)
+                tally["right" if record.valid else "wrong"] += 1
+            bar.update(1)
+            scored = tally["right"] + tally["wrong"]
+            bar.set_postfix(
+                acc=f"{tally['right'] / scored:.3f}" if scored else "-", infra=tally["infra"], refresh=False
+            )
+
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(min(concurrency, max(1, len(work)))):
+                group.start_soon(worker)
+    finally:
+        bar.close()
+        if appender is not None:
+            appender.close()
+
+    scores = score_records(records, categories)
+    return BfclRunResult(
+        model=policy.model,
+        bfcl_version=installed_version(),
+        categories=scores,
+        summary=leaderboard_summary(scores, category_size),
+        out=out_path,
+        new=len(records) - len(previous),
+        skipped=len(previous),
+        infra_failures=len(infra),
+        infra_examples=infra[:5],
+        retries=counter["policy_retries"],
+    )
+
+
+# -- reports ------------------------------------------------------------------------
+
+SUMMARY_ROWS = [
+    ("non_live", "Non-Live (simple, multiple, parallel, parallel_multiple; unweighted)"),
+    ("non_live_simple", "  Non-Live simple (python, java, javascript; unweighted)"),
+    ("live", "Live (live AST categories; weighted by count)"),
+    ("irrelevance", "Irrelevance (irrelevance, live_irrelevance; unweighted)"),
+    ("relevance", "Relevance (live_relevance)"),
+    ("multi_turn", "Multi-Turn (not supported yet)"),
+    ("overall", "Overall (10 Non-Live + 10 Live + 10 Irrelevance + 30 Multi-Turn + 40 Agentic)"),
+]
+
+
+def format_table(result: BfclRunResult) -> str:
+    lines = [f"BFCL v4 ({result.bfcl_version or '?'}) model={result.model}", ""]
+    lines.append(f"{'category':<24} {'correct':>8} {'total':>6} {'accuracy':>9}")
+    for score in result.categories.values():
+        lines.append(f"{score.category:<24} {score.correct:>8} {score.total:>6} {100 * score.accuracy:>8.2f}%")
+    correct = sum(score.correct for score in result.categories.values())
+    total = sum(score.total for score in result.categories.values())
+    if total:
+        lines.append(f"{'all entries (micro)':<24} {correct:>8} {total:>6} {100 * correct / total:>8.2f}%")
+    lines.append("")
+    lines.append("leaderboard aggregates (N/A: a member category was not run; it counts as 0 there)")
+    for key, label in SUMMARY_ROWS:
+        score = result.summary[key]
+        lines.append(f"{label:<84} {score.display():>7}")
+    if result.infra_failures:
+        lines.append("")
+        lines.append(f"{result.infra_failures} entries failed on infrastructure (not written; rerun to retry them):")
+        lines.extend(f"  {example}" for example in result.infra_examples)
+    return "\n".join(lines)
+
+
+def summary_json(result: BfclRunResult) -> dict[str, Any]:
+    return {
+        "bench": "bfcl",
+        "bfcl_version": result.bfcl_version,
+        "model": result.model,
+        "records": str(result.out) if result.out else None,
+        "categories": {
+            name: {"correct": s.correct, "total": s.total, "accuracy": s.accuracy}
+            for name, s in result.categories.items()
+        },
+        "summary": {
+            key: {"accuracy": s.accuracy, "total": s.total, "complete": s.complete, "display": s.display()}
+            for key, s in result.summary.items()
+        },
+        "new": result.new,
+        "skipped": result.skipped,
+        "infra_failures": result.infra_failures,
+        "retries": result.retries,
+    }
+
+
+def compare(path_a: Path, path_b: Path) -> str:
+    """Two runs side by side: per-category accuracy, delta, and entries that flipped (on common ids)."""
+    runs = [load_records(path_a), load_records(path_b)]
+    by_id = [{record.id: record for record in run} for run in runs]
+    categories = list(dict.fromkeys(record.category for run in runs for record in run))
+    names = [_run_name(path_a, runs[0]), _run_name(path_b, runs[1])]
+    width = max(12, *(len(name) for name in names))
+    header = (
+        f"{'category':<24} {names[0]:>{width}} {names[1]:>{width}} {'delta':>7} {'common':>6} {'fixed':>5} {'broke':>5}"
+    )
+    lines = [header]
+    totals = Counter[str]()
+    for category in categories:
+        scores = [score_records(run, [category]).get(category) for run in runs]
+        common = [i for i, r in by_id[0].items() if r.category == category and i in by_id[1]]
+        fixed = sum(1 for i in common if not by_id[0][i].valid and by_id[1][i].valid)
+        broke = sum(1 for i in common if by_id[0][i].valid and not by_id[1][i].valid)
+        cells = [f"{100 * s.accuracy:.2f}% ({s.total})" if s else "-" for s in scores]
+        delta = f"{100 * (scores[1].accuracy - scores[0].accuracy):+.2f}" if all(scores) else "-"
+        lines.append(
+            f"{category:<24} {cells[0]:>{width}} {cells[1]:>{width}} {delta:>7} {len(common):>6} {fixed:>5} {broke:>5}"
+        )
+        totals.update(common=len(common), fixed=fixed, broke=broke)
+    summaries = [leaderboard_summary(score_records(run, categories), category_size) for run in runs]
+    lines.append("")
+    for key, label in SUMMARY_ROWS:
+        a, b = summaries[0][key], summaries[1][key]
+        delta = f"{100 * (b.accuracy - a.accuracy):+.2f}" if a.complete and b.complete else "-"
+        lines.append(f"{label.strip().split(' (')[0]:<24} {a.display():>{width}} {b.display():>{width}} {delta:>7}")
+    lines.append("")
+    lines.append(
+        f"common entries: {totals['common']}, fixed (wrong -> right): {totals['fixed']}, "
+        f"broke (right -> wrong): {totals['broke']}"
+    )
+    return "\n".join(lines)
+
+
+def _run_name(path: Path, records: Sequence[BfclRecord]) -> str:
+    models = {record.model for record in records}
+    return models.pop() if len(models) == 1 else path.stem
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr))
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _default_out(model: str) -> Path:
+    return Path("runs") / "bfcl" / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', model)}.jsonl"
+
+
+# -- CLI ----------------------------------------------------------------------------
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m train.bfcl",
+        description="Run BFCL v4 (the Berkeley Function Calling Leaderboard, single-turn categories) against an "
+        "OpenAI-compatible model and score it with the leaderboard's AST checker; or --compare two runs.",
+    )
+    parser.add_argument("--bench", choices=("bfcl",), default="bfcl", help="the benchmark (for train.eval's argv)")
+    parser.add_argument(
+        "--categories",
+        default="single_turn",
+        help="comma-separated BFCL categories or groups (simple, non_live, live, single_turn, python, ...)",
+    )
+    parser.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server")
+    parser.add_argument("--model", default="Qwen3-8B", help="model name on that server")
+    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the variable holding the API key")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N entries of each category")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    parser.add_argument("--temperature", type=float, default=BFCL_TEMPERATURE, help="sampling temperature")
+    parser.add_argument("--max-tokens", type=int, default=1024, help="max tokens per reply")
+    parser.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request")
+    parser.add_argument("--retries", type=int, default=4, help="retries of a transient error")
+    parser.add_argument(
+        "--out", default=None, help="records JSONL (default runs/bfcl/<model>.jsonl; appended, resumes)"
+    )
+    parser.add_argument(
+        "--summary", default=None, metavar="FILE", help="summary JSON (default: OUT with .summary.json)"
+    )
+    parser.add_argument("--no-resume", action="store_true", help="start fresh: move an existing OUT aside")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("A.jsonl", "B.jsonl"), default=None, help="print two runs side by side and exit"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI; raises UsageError for bad input (run it under envs.cli.run_cli for the one-line exit 2)."""
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    if args.compare:
+        print(compare(Path(args.compare[0]), Path(args.compare[1])))
+        return 0
+    categories = expand_categories(args.categories)
+    check_categories(categories)
+    for flag, value in (
+        ("--limit", args.limit),
+        ("--concurrency", args.concurrency),
+        ("--max-tokens", args.max_tokens),
+    ):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1")
+    out = Path(args.out) if args.out else _default_out(args.model)
+    config = PolicyConfig(
+        base_url=args.base_url,
+        model=args.model,
+        api_key_env=args.api_key_env,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        request_timeout_s=args.request_timeout,
+    )
+
+    async def go() -> BfclRunResult:
+        async with ChatPolicy(config) as policy:
+            return await run_bfcl(
+                policy,
+                categories,
+                out=out,
+                limit=args.limit,
+                concurrency=args.concurrency,
+                resume=not args.no_resume,
+                retry=RetryConfig(retries=args.retries),
+                progress=not args.no_progress,
+            )
+
+    result = anyio.run(go)
+    print(format_table(result))
+    summary_path = Path(args.summary) if args.summary else out.with_suffix(".summary.json")
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(summary_json(result), indent=2) + "\n", encoding="utf-8")
+    print(f"\nrecords: {out}\nsummary: {summary_path}", file=sys.stderr)
+    return 1 if result.infra_failures else 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
