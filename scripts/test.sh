@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
 # shellcheck disable=SC1091
 source .venv/bin/activate
+export LITELLM_LOCAL_MODEL_COST_MAP=True  # litellm (under ART) would fetch a price list from the internet
 python -m train.models fetch
 exec python -m pytest "$@"

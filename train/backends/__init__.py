@@ -1,0 +1,68 @@
+"""Training backends, all speaking ART's `art.Backend` protocol.
+
+- `torch` (default, the embedded CPU path): `TorchBackend`, ART's LocalBackend with a transformers +
+  peft trainer in place of unsloth, served by vLLM (`serve.vllm.VLLMServer`).
+- `local`: ART's own `LocalBackend` (unsloth + vLLM) for a GPU, behind the `gpu` extra.
+
+Both are imported lazily: `import train.backends` costs nothing, and the CPU path never imports
+unsloth.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import art
+
+BackendKind = Literal["torch", "local"]
+BACKENDS: tuple[BackendKind, ...] = ("torch", "local")
+
+# litellm (pulled in by art) fetches a price list from GitHub at import; offline that is a warning and a delay.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def make_backend(kind: BackendKind = "torch", **opts: Any) -> art.Backend:
+    """A backend by name. `torch` takes TorchBackend's options (`path`, `settings`, `server`, or
+    any `TorchBackendSettings` field such as `lora=LoraSettings(rank=16)`); `local` takes
+    `art.local.LocalBackend`'s (`path`, `in_process`)."""
+    if kind == "torch":
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(**opts)
+    if kind == "local":
+        from .local import make_local_backend
+
+        return make_local_backend(**opts)
+    raise ValueError(f"unknown backend {kind!r} (choose from {', '.join(BACKENDS)})")
+
+
+def make_model(
+    name: str,
+    project: str,
+    base_model: str,
+    *,
+    kind: BackendKind = "torch",
+    max_seq_length: int | None = None,
+) -> art.TrainableModel:
+    """An `art.TrainableModel` set up for `kind`: on the torch backend the tokenizer uses mcpgym's
+    tool-aware chat template (`train/chat_template.jinja`) whatever the folder carries."""
+    import art
+
+    internal: dict[str, Any] = {}
+    if kind == "torch":
+        from train.models import CHAT_TEMPLATE_PATH
+
+        internal["chat_template_path"] = str(CHAT_TEMPLATE_PATH)
+    if max_seq_length is not None:
+        internal["init_args"] = {"max_seq_length": max_seq_length}
+    return art.TrainableModel(
+        name=name,
+        project=project,
+        base_model=base_model,
+        _internal_config=internal or None,  # type: ignore[arg-type]
+    )
+
+
+__all__ = ["BACKENDS", "BackendKind", "make_backend", "make_model"]

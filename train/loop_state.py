@@ -1,0 +1,72 @@
+"""The GRPO run's state on disk (`state.json`), so `--resume` continues where a run stopped.
+
+Written atomically after every phase and every step: a crash or Ctrl-C at any moment leaves the
+last completed step recorded. ART's checkpoints hold the weights; this holds the loop around them.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class BestCheckpoint(BaseModel):
+    step: int
+    val_success: float
+    path: Path
+
+
+class LoopState(BaseModel):
+    config: dict[str, Any] = Field(default_factory=dict)
+    iteration: int = 0  # GRPO iterations done (a step with no signal counts, without a checkpoint)
+    evals: dict[str, dict[str, Any]] = Field(default_factory=dict)  # label -> EvalReport (json)
+    probe_success: float | None = None
+    warm_start: dict[str, Any] | None = None  # what was done, once done (or skipped)
+    best: BestCheckpoint | None = None
+    last_checkpoint: Path | None = None
+    finished: bool = False
+
+    @classmethod
+    def load(cls, path: Path) -> LoopState:
+        return cls.model_validate(json.loads(path.read_text()))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.model_dump_json(indent=2) + "\n")
+        tmp.replace(path)
+
+
+class StopFlag:
+    """Ctrl-C asks the loop to stop after the current step; a second Ctrl-C interrupts at once.
+
+    The first SIGINT sets the flag and puts the previous handler back, so the next one is Python's
+    own KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def request(self, *_: Any) -> None:
+        if not self.requested:
+            print("\nstopping after the current step (Ctrl-C again to abort now)", file=sys.stderr, flush=True)
+        self.requested = True
+        self.uninstall()
+
+    def install(self) -> None:
+        # A plain signal handler (not the event loop's) runs as soon as the signal arrives, so a
+        # Ctrl-C between two steps is seen before the next one starts.
+        try:
+            self._previous = signal.signal(signal.SIGINT, self.request)
+        except ValueError:  # not the main thread: no Ctrl-C handling here
+            self._previous = None
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
