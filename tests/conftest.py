@@ -7,8 +7,13 @@ from __future__ import annotations
 import pkgutil
 from pathlib import Path
 
-pytest_plugins = [
-    f"tests.fixtures.{info.name}"
-    for info in pkgutil.iter_modules([str(Path(__file__).parent / "fixtures")])
-    if not info.name.startswith("_")
-]
+# `common` first: the other fixture modules import it, and pytest rewrites a plugin's asserts only
+# when it is the first to import it.
+pytest_plugins = sorted(
+    (
+        f"tests.fixtures.{info.name}"
+        for info in pkgutil.iter_modules([str(Path(__file__).parent / "fixtures")])
+        if not info.name.startswith("_")
+    ),
+    key=lambda name: (not name.endswith(".common"), name),
+)

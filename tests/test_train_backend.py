@@ -265,3 +265,129 @@ def test_sampled_tool_calls_are_tokenised_once(tiny_model_dir: Path) -> None:
     )
     trained = tokenizer.decode([t for t, m in zip(result.token_ids, result.assistant_mask, strict=True) if m])
     assert trained == call + "It is 81.<|im_end|>"
+
+
+def test_packed_group_members_score_as_if_alone(tiny_model_dir: Path) -> None:
+    """One shared prompt, two completions packed behind it (ART's layout: each completion restarts
+    from the prompt's last token): with the mask each completion's logprobs equal those of the
+    completion run alone; without it the second one would see the first."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from train.backends.compat import fix_transformers_mask_patch
+    from train.backends.torch_service import _token_logprobs, packed_attention_mask
+
+    fix_transformers_mask_patch()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    rng = torch.Generator().manual_seed(0)
+    prompt, first, second = (torch.randint(5, 1000, (n,), generator=rng) for n in (30, 7, 5))
+
+    def shifted(tokens: torch.Tensor) -> torch.Tensor:
+        return torch.cat([tokens[:, 1:], tokens[:, :1]], dim=1)
+
+    def alone(completion: torch.Tensor) -> torch.Tensor:
+        tokens = torch.cat([prompt, completion]).unsqueeze(0)
+        positions = torch.arange(tokens.shape[1]).unsqueeze(0)
+        logprobs, _ = _token_logprobs(model, tokens, positions, shifted(tokens))
+        return logprobs[0, len(prompt) - 1 : -1]
+
+    head = prompt[:-1]
+    parts = [torch.cat([prompt[-1:], first]), torch.cat([prompt[-1:], second])]
+    tokens = torch.cat([head, *parts]).unsqueeze(0)
+    positions = torch.cat([torch.arange(len(head)), *[torch.arange(len(head), len(head) + len(p)) for p in parts]])
+    group_ids = torch.tensor([1] * len(head) + [2] * len(parts[0]) + [3] * len(parts[1])).unsqueeze(0)
+    parent_ids = torch.ones_like(group_ids)
+    with torch.no_grad():
+        mask = packed_attention_mask(group_ids, parent_ids, dtype=torch.float32)
+        packed, _ = _token_logprobs(model, tokens, positions.unsqueeze(0), shifted(tokens), mask)
+        unmasked, _ = _token_logprobs(model, tokens, positions.unsqueeze(0), shifted(tokens))
+        first_alone, second_alone = alone(first), alone(second)
+    start = len(head)
+    second_at = start + len(parts[0])
+    assert torch.allclose(packed[0, start : start + len(first)], first_alone, atol=1e-5)
+    assert torch.allclose(packed[0, second_at : second_at + len(second)], second_alone, atol=1e-5)
+    assert not torch.allclose(unmasked[0, second_at : second_at + len(second)], second_alone, atol=1e-3)
+
+
+def test_sft_batch_packed_behind_its_shared_prompt_gives_the_same_gradients(tiny_model_dir: Path) -> None:
+    """Three examples with one 100-token untrained prompt: one packed forward pass gives the loss
+    and the gradients of the three passes one by one (the packing is exact, only cheaper)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from train.backends.compat import fix_transformers_mask_patch
+    from train.backends.torch_service import _single_sft_piece, sft_backward, sft_pieces
+
+    fix_transformers_mask_patch()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    rng = torch.Generator().manual_seed(1)
+    prompt = torch.randint(5, 1000, (100,), generator=rng)
+    examples = []
+    for length in (12, 20, 9):
+        rest = torch.randint(5, 1000, (length,), generator=rng)
+        ids = torch.cat([prompt, rest])
+        labels = torch.full_like(ids, -100)
+        labels[len(prompt) + 2 :] = ids[len(prompt) + 2 :]  # the user question part is not trained
+        examples.append({"input_ids": ids.unsqueeze(0), "labels": labels.unsqueeze(0)})
+    trainable = sum(int((e["labels"] != -100).sum()) for e in examples)
+
+    def run(pieces: list[dict[str, torch.Tensor]]) -> tuple[float, torch.Tensor]:
+        model.zero_grad()
+        loss = sft_backward(model, pieces, trainable)
+        return loss, torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    pieces = sft_pieces(examples)
+    assert len(pieces) == 1 and len(pieces[0]["input_ids"]) == 99 + 13 + 21 + 10  # the prompt once
+    packed_loss, packed_grad = run(pieces)
+    alone_loss, alone_grad = run([_single_sft_piece(e) for e in examples])
+    assert math.isclose(packed_loss, alone_loss, rel_tol=1e-5)
+    assert torch.allclose(packed_grad, alone_grad, atol=1e-6, rtol=1e-4)
+    # Nothing shared (different prompts): one pass per example.
+    other = {"input_ids": examples[0]["input_ids"].flip(1), "labels": examples[0]["labels"].flip(1)}
+    assert len(sft_pieces([examples[0], other])) == 2
+
+
+def test_rl_loss_from_sampled_positions_only_equals_the_full_computation(tiny_model_dir: Path) -> None:
+    """The LM head runs only where the loss reads it; ART's loss and gradients do not change."""
+    import torch
+    from art.loss import loss_fn, shift_tensor
+    from transformers import AutoModelForCausalLM
+
+    from train.backends.compat import fix_transformers_mask_patch
+    from train.backends.torch_service import _token_logprobs
+
+    fix_transformers_mask_patch()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    rng = torch.Generator().manual_seed(2)
+    size = 60
+    tokens = torch.randint(5, 1000, (1, size), generator=rng)
+    sampled = torch.zeros(1, size)
+    sampled[0, 30:42] = 1
+    sampled[0, 50:57] = 1
+    logprobs = torch.where(sampled.bool(), -torch.rand(1, size, generator=rng), torch.nan)
+    inputs = {
+        "tokens": tokens,
+        "input_pos": torch.arange(size).unsqueeze(0),
+        "assistant_mask": sampled.bool(),
+        "logprobs": logprobs,
+        "advantages": torch.randn(1, size, generator=rng),
+        "weights": torch.ones(1, size),
+        "group_ids": torch.ones(1, size, dtype=torch.long),
+        "parent_ids": torch.ones(1, size, dtype=torch.long),
+    }
+    next_tokens = shift_tensor(tokens, 0)
+    mask = sampled[0].bool()
+    keep = (mask | torch.cat([mask[1:], mask.new_zeros(1)])).nonzero().squeeze(-1)
+
+    def run(keep_positions: torch.Tensor | None) -> tuple[float, float, torch.Tensor]:
+        model.zero_grad()
+        new, entropies = _token_logprobs(model, tokens, inputs["input_pos"], next_tokens, None, keep_positions)
+        loss = loss_fn(inputs, new, None, entropies, {})  # type: ignore[arg-type]
+        loss.policy_loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        return float(loss.policy_loss.detach()), float(loss.entropy.detach()), grads
+
+    full, kept = run(None), run(keep)
+    assert len(keep) < size / 2
+    assert math.isclose(full[0], kept[0], rel_tol=1e-5) and math.isclose(full[1], kept[1], rel_tol=1e-5)
+    assert torch.allclose(full[2], kept[2], atol=1e-6, rtol=1e-4)

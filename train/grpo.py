@@ -6,7 +6,7 @@
 1. The model is registered with the backend (`await model.register(backend)`), which serves it
    (vLLM) as `model.get_inference_name()`: the base model, then `name@step` after each step.
 2. Evaluation of the base model on a fixed subset of the test split (`--eval-tasks`).
-3. Warm start (`--warm-start auto`): probe the base model on a few training tasks; below
+3. Warm start (`--warm-start auto`): probe the base model on a few training tasks that need tools; below
    `--warm-start-threshold` build SFT data (train.warmstart) and SFT it (train.sft.run_sft), then
    evaluate again. `FILE` SFTs on a trajectory JSONL directly; `none` skips.
 4. Each step: sample G training tasks, run K rollouts of each against the current checkpoint
@@ -67,7 +67,7 @@ class GRPOConfig(BaseModel):
     teacher: Teacher = "auto"
     teacher_base_url: str | None = None
     teacher_model: str | None = None
-    sft_tasks: int = Field(48, ge=1)
+    sft_tasks: int = Field(64, ge=1)
     sft_epochs: int = Field(2, ge=1)
     sft_lr: float = Field(1e-3, gt=0)
     sft_min_reward: float = 0.8
@@ -277,8 +277,11 @@ class Run:
             return
         train_tasks = self.env.tasks("train")
         if cfg.warm_start == "auto":
-            probe = select_tasks(train_tasks, cfg.probe_tasks, seed=cfg.seed + 1)
-            _log(f"warm start: probing the base model on {len(probe)} train tasks", self.started)
+            # Tasks that need tools: a model that never calls one still "solves" the no-tool ones,
+            # and GRPO needs a model that can call tools at all.
+            tool_tasks = [task for task in train_tasks if task.expected_calls] or list(train_tasks)
+            probe = select_tasks(tool_tasks, cfg.probe_tasks, seed=cfg.seed + 1)
+            _log(f"warm start: probing the base model on {len(probe)} train tasks that need tools", self.started)
             result = await run_rollouts(
                 self.env,
                 self.policy(temperature=0.0, logprobs=False),

@@ -16,7 +16,9 @@ grad clipping, one optimizer step per batch).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -65,6 +67,7 @@ class TorchService:
         self._peft: Any = None
         self._optimizer: torch.optim.Optimizer | None = None
         self._mode: Literal["rl", "sft"] | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ serving
 
@@ -191,7 +194,7 @@ class TorchService:
         work = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"  # not a digit: ART ignores it
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
-            await asyncio.to_thread(self._peft.save_pretrained, str(work))
+            await self._run(self._peft.save_pretrained, str(work))
             if final.exists():  # a stale folder from a crash between save and rename
                 shutil.rmtree(final)
             os.replace(work, final)
@@ -215,14 +218,14 @@ class TorchService:
         from art.preprocessing.pack import packed_tensors_from_dir
 
         packed = packed_tensors_from_dir(**disk_packed_tensors)
-        optimizer = await asyncio.to_thread(self._optimizer_for, "rl")
+        optimizer = await self._run(self._optimizer_for, "rl")
         accumulate = max(1, int(config.grad_accumulation_sequences or 1))
         count = packed["tokens"].shape[0]
         for offset in range(count):
             inputs = create_train_inputs(packed, offset, config, _config, warmup=False)
-            metrics = await asyncio.to_thread(self._rl_sequence, inputs, config, _config, accumulate)
+            metrics = await self._run(self._rl_sequence, inputs, config, _config, accumulate)
             if (offset + 1) % accumulate == 0 or offset + 1 == count:
-                metrics["loss/grad_norm"] = await asyncio.to_thread(self._step_optimizer, optimizer)
+                metrics["loss/grad_norm"] = await self._run(self._step_optimizer, optimizer)
             if verbose:
                 print(f"rl sequence {offset + 1}/{count}: {metrics}")
             yield metrics
@@ -249,11 +252,20 @@ class TorchService:
             group["lr"] = learning_rate
 
         next_tokens = shift_tensor(tensors["tokens"], 0)
-        new_logprobs, entropies = _token_logprobs(model, tensors["tokens"], tensors["input_pos"], next_tokens)
+        mask = packed_attention_mask(tensors["group_ids"], tensors["parent_ids"], dtype=torch.float32)
+        # The loss reads position t (predicting token t+1) where token t+1 was sampled, and the
+        # entropy where token t was: only those positions need the LM head.
+        sampled = tensors["assistant_mask"][0].bool()
+        keep = (sampled | torch.cat([sampled[1:], sampled.new_zeros(1)])).nonzero().squeeze(-1)
+        new_logprobs, entropies = _token_logprobs(
+            model, tensors["tokens"], tensors["input_pos"], next_tokens, mask, keep
+        )
         ref_logprobs = None
         if config.kl_penalty_coef > 0.0:
             with torch.no_grad(), self._reference(_config.get("kl_ref_adapter_path")):
-                ref_logprobs, _ = _token_logprobs(model, tensors["tokens"], tensors["input_pos"], next_tokens)
+                ref_logprobs, _ = _token_logprobs(
+                    model, tensors["tokens"], tensors["input_pos"], next_tokens, mask, keep
+                )
         loss = loss_fn(tensors, new_logprobs, ref_logprobs, entropies, _config)  # type: ignore[arg-type]
         (loss.policy_loss / accumulate).backward()
         metrics = {"loss/train": float(loss.policy_loss.detach()), "loss/learning_rate": learning_rate}
@@ -289,35 +301,23 @@ class TorchService:
         self, batches: list[SFTBatch], config: types.TrainSFTConfig, verbose: bool = False
     ) -> AsyncIterator[dict[str, float]]:
         """One optimizer step per batch (token-mean loss over the batch); checkpoints once at the end."""
-        optimizer = await asyncio.to_thread(self._optimizer_for, "sft")
+        optimizer = await self._run(self._optimizer_for, "sft")
         for index, batch in enumerate(batches):
-            metrics = await asyncio.to_thread(self._sft_batch, batch, optimizer)
+            metrics = await self._run(self._sft_batch, batch, optimizer)
             if verbose:
                 print(f"sft batch {index + 1}/{len(batches)}: {metrics}")
             yield metrics
         await self._finish_step()
 
     def _sft_batch(self, batch: SFTBatch, optimizer: torch.optim.Optimizer) -> dict[str, float]:
-        import torch
 
         model = self._ensure_model()
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = batch.learning_rate
+        # The batch loss is the mean over all its trainable tokens, however they are spread.
         trainable = max(1, batch.num_trainable_tokens)
-        batch_loss = 0.0
-        for tensors in batch.trajectory_tensors:
-            logits = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits
-            # Sum over this trajectory's labelled tokens, divided by the whole batch's count: the batch
-            # loss is the mean over all its trainable tokens, however they are spread over trajectories.
-            loss = (
-                torch.nn.functional.cross_entropy(
-                    logits[0, :-1].float(), tensors["labels"][0, 1:], ignore_index=-100, reduction="sum"
-                )
-                / trainable
-            )
-            loss.backward()
-            batch_loss += float(loss.detach())
+        batch_loss = sft_backward(model, sft_pieces(batch.trajectory_tensors), trainable)
         grad_norm = self._step_optimizer(optimizer) if batch.trajectory_tensors else 0.0
         return {
             "loss/train": batch_loss,
@@ -339,6 +339,14 @@ class TorchService:
         self.loaded_steps.clear()
         self._release_model()
 
+    async def _run(self, function: Any, *args: Any) -> Any:
+        """Torch work on the service's one worker thread. One thread, not asyncio's pool: glibc gives
+        each thread its own malloc arena and keeps what it freed, so training hopping between pool
+        threads held several multi-GB activation peaks at once (an OOM kill on 24 GiB, measured)."""
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch-train")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(function, *args))
+
     def close(self) -> None:
         """Synchronous close (ART's `close_proxy`, atexit): kill an owned server, drop the model."""
         if self._owns_server and self.server is not None:
@@ -350,17 +358,137 @@ class TorchService:
         self._peft = None
         self._optimizer = None
         self._mode = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+
+def sft_pieces(trajectory_tensors: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    """The forward passes of an SFT batch: one packed sequence when its examples share a prompt,
+    else one per example."""
+    ids = [tensors["input_ids"][0] for tensors in trajectory_tensors]
+    labels = [tensors["labels"][0] for tensors in trajectory_tensors]
+    packed = pack_shared_prefix(ids, labels)
+    return [packed] if packed is not None else [_single_sft_piece(tensors) for tensors in trajectory_tensors]
+
+
+def sft_backward(model: Any, pieces: list[dict[str, torch.Tensor]], trainable: int) -> float:
+    """Cross-entropy summed over the trained tokens of `pieces`, divided by `trainable`, backpropagated."""
+    import torch
+
+    total = 0.0
+    for piece in pieces:
+        keep = (piece["targets"] != -100).nonzero().squeeze(-1)
+        if keep.numel() == 0:
+            continue
+        # Logits only where a token is trained: the LM head over a 49k vocabulary at every
+        # prompt position would cost as much as several transformer layers.
+        logits = model(
+            input_ids=piece["input_ids"].unsqueeze(0),
+            position_ids=piece["position_ids"].unsqueeze(0),
+            attention_mask=piece.get("mask"),
+            logits_to_keep=keep,
+        ).logits
+        loss = torch.nn.functional.cross_entropy(logits[0].float(), piece["targets"][keep], reduction="sum") / trainable
+        loss.backward()
+        total += float(loss.detach())
+    return total
+
+
+def _single_sft_piece(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One trajectory as a piece: position t is trained to predict token t+1 where it is labelled."""
+    import torch
+
+    ids, labels = tensors["input_ids"][0], tensors["labels"][0]
+    targets = torch.cat([labels[1:], labels.new_tensor([-100])])
+    return {"input_ids": ids, "position_ids": torch.arange(len(ids)), "targets": targets}
+
+
+MIN_SHARED_PREFIX = 64  # tokens; below this packing saves too little to be worth the mask
+MAX_PACKED_LENGTH = 8192  # the mask is S x S
+
+
+def pack_shared_prefix(ids: list[torch.Tensor], labels: list[torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """SFT examples that start with the same untrained prompt (an env's system prompt and tool
+    list: ~1.8k tokens for energy) as ONE sequence: the prompt once, then each example's rest, each
+    masked from the others (`packed_attention_mask`, ART's own layout). Exactly the loss and
+    gradients of the examples one by one, for a fraction of the compute. Each rest restarts at the
+    prompt's last token, so its first trained token is predicted from the right context.
+    None when there is nothing worth sharing (then the examples run one by one)."""
+    import torch
+
+    if len(ids) < 2:
+        return None
+    shortest = min(len(seq) for seq in ids)
+    first = ids[0][:shortest]
+    same = torch.ones(shortest, dtype=torch.bool)
+    for seq, lab in zip(ids, labels, strict=True):
+        same &= (seq[:shortest] == first) & (lab[:shortest] == -100)
+    common = int(same.long().cumprod(0).sum())  # length of the all-equal, untrained prefix
+    common = min(common, shortest - 1)
+    if common < MIN_SHARED_PREFIX:
+        return None
+    head = common - 1  # the prompt minus its last token, which starts every rest
+    rests = [seq[head:] for seq in ids]
+    if head + sum(len(rest) for rest in rests) > MAX_PACKED_LENGTH:
+        return None
+    input_ids = torch.cat([ids[0][:head], *rests])
+    positions = torch.cat([torch.arange(head), *[torch.arange(head, head + len(rest)) for rest in rests]])
+    group_ids = torch.cat(
+        [torch.zeros(head, dtype=torch.long), *[torch.full((len(r),), k + 1) for k, r in enumerate(rests)]]
+    )
+    targets = torch.cat(
+        [torch.full((head,), -100), *[torch.cat([lab[head + 1 :], lab.new_tensor([-100])]) for lab in labels]]
+    )
+    mask = packed_attention_mask(group_ids.unsqueeze(0), torch.zeros_like(group_ids).unsqueeze(0), dtype=torch.float32)
+    return {"input_ids": input_ids, "position_ids": positions, "targets": targets, "mask": mask}
+
+
+def packed_attention_mask(group_ids: torch.Tensor, parent_ids: torch.Tensor, *, dtype: Any) -> torch.Tensor:
+    """The additive [B, 1, S, S] mask of ART's packed sequences.
+
+    ART packs the members of a group into one sequence behind ONE copy of their shared prompt:
+    prompt tokens carry the prompt's id as group id, each completion its own group id and the
+    prompt's id as parent id. A token sees earlier tokens of its own segment and of its parent
+    prompt, nothing of the other completions, so every member is scored as if it ran alone while
+    the prompt is computed once (unsloth's `calculate_mask`, as an additive mask)."""
+    import torch
+
+    size = group_ids.shape[1]
+    causal = torch.ones(size, size, dtype=torch.bool, device=group_ids.device).tril()
+    same = group_ids.unsqueeze(2) == group_ids.unsqueeze(1)
+    parent = parent_ids.unsqueeze(2) == group_ids.unsqueeze(1)
+    allowed = causal.unsqueeze(0) & (same | parent)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=group_ids.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask.unsqueeze(1)
 
 
 def _token_logprobs(
-    model: Any, tokens: torch.Tensor, positions: torch.Tensor, next_tokens: torch.Tensor
+    model: Any,
+    tokens: torch.Tensor,
+    positions: torch.Tensor,
+    next_tokens: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    keep: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per position t: log p(token t+1) and the entropy of the distribution at t ([B, S] each),
-    the layout `art.loss.loss_fn` expects (unsloth's `_calculate_logprobs`, without its chunking)."""
+    the layout `art.loss.loss_fn` expects (unsloth's `_calculate_logprobs`, without its chunking).
+    With `keep` (sequence indices, B = 1) only those positions are computed; the rest are 0."""
     import torch
 
-    logits = model(input_ids=tokens, position_ids=positions).logits.float()
+    logits = model(
+        input_ids=tokens,
+        position_ids=positions,
+        attention_mask=attention_mask,
+        logits_to_keep=keep if keep is not None else 0,
+    ).logits.float()
+    wanted = next_tokens if keep is None else next_tokens[:, keep]
     log_probs = torch.log_softmax(logits, dim=-1)
-    selected = torch.gather(log_probs, -1, next_tokens.unsqueeze(-1)).squeeze(-1)
+    selected = torch.gather(log_probs, -1, wanted.unsqueeze(-1)).squeeze(-1)
     entropy = -(log_probs.exp() * log_probs).sum(-1)
-    return selected, entropy
+    if keep is None:
+        return selected, entropy
+    full_selected = selected.new_zeros(tokens.shape).index_copy(1, keep, selected)
+    full_entropy = entropy.new_zeros(tokens.shape).index_copy(1, keep, entropy)
+    return full_selected, full_entropy
