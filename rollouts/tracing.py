@@ -73,6 +73,22 @@ def traced(fn: F, *, name: str | None = None) -> F:
     )
 
 
+def record(name: str, metrics: Mapping[str, Any]) -> None:
+    """One weave call named `name` holding `metrics` (plain numbers and names, e.g. a GRPO step's
+    row); nothing when tracing is off. A failure to record never stops the run."""
+    if not tracing_enabled():
+        return
+    import weave
+
+    def log(metrics: dict[str, Any]) -> dict[str, Any]:
+        return metrics
+
+    try:
+        weave.op(log, name=name)(dict(metrics))
+    except Exception as exc:
+        print(f"warning: weave did not record {name} ({type(exc).__name__})", file=sys.stderr)
+
+
 def _safe_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
     task = inputs.get("task")
     policy = inputs.get("policy")

@@ -83,7 +83,7 @@ class GRPOConfig(BaseModel):
     seed: int = 0
     max_model_len: int = Field(4096, ge=512, description="vLLM context (the energy tools prompt alone is ~1.8k)")
     lora_rank: int = Field(8, ge=1, le=512)
-    weave: str | None = Field(None, description="weave project to trace rollouts to (off unless given)")
+    weave: str | None = Field(None, description="weave project for rollouts and step metrics (off unless given)")
 
     @property
     def project_name(self) -> str:
@@ -446,6 +446,7 @@ class Run:
     async def loop(self, stop: StopFlag, on_step: Callable[[dict[str, Any]], None] | None) -> bool:
         """The GRPO steps; returns whether it was stopped early."""
         from rollouts.jsonl import JsonlAppender
+        from rollouts.tracing import record
 
         with JsonlAppender(self.metrics_path) as log:
             while self.state.iteration < self.config.steps:
@@ -454,6 +455,7 @@ class Run:
                 row = await self.grpo_step()
                 log.write(row)  # the row, then the state: a crash between them re-runs the step's training only
                 self.save()
+                record("grpo_step", row)
                 plot_curve(read_rows(self.metrics_path), self.dir / "reward_curve.png", f"GRPO {self.config.name}")
                 if on_step is not None:
                     on_step(row)
@@ -652,7 +654,9 @@ def build_parser() -> ArgumentParser:
     e.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks, help="test tasks before/after (0: all)")
     e.add_argument("--val-tasks", type=int, default=defaults.val_tasks, help="val tasks per validation (0: all)")
     e.add_argument("--skip-eval", action="store_true", help="no test evaluation before/after")
-    e.add_argument("--weave", default=None, metavar="PROJECT", help="trace rollouts to this weave project")
+    e.add_argument(
+        "--weave", default=None, metavar="PROJECT", help="trace rollouts and per-step metrics to this weave project"
+    )
     return p
 
 
