@@ -49,6 +49,11 @@ class RunResult(BaseModel):
     moved_aside: Path | None = None  # where `resume=False` put the old file
     previous: list[Trajectory] = Field(default_factory=list, exclude=True)
 
+    @property
+    def all(self) -> list[Trajectory]:
+        """Every trajectory of the output: those a resumed run found (`previous`), then this call's."""
+        return [*self.previous, *self.trajectories]
+
 
 def group_id(env_name: str, task: Task) -> str:
     """Rollouts of one task form one GRPO group."""

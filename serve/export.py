@@ -17,21 +17,18 @@ predicts the same next tokens as the source model on a probe prompt.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from .vllm import mcpgym_home
+from .home import file_lock, mcpgym_home
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 SDIST_ENV = "MCPGYM_LLAMA_CPP_SDIST"
@@ -58,17 +55,6 @@ def converter_dir() -> Path:
     return mcpgym_home() / "tools" / f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}"
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _download_sdist(dest: Path) -> Path:
     local = os.environ.get(SDIST_ENV)
     if local:
@@ -93,7 +79,7 @@ def ensure_converter() -> Path:
     target = converter_dir()
     if all((target / name).exists() for name in _NEEDED):
         return target
-    with _locked(target.with_name(target.name + ".lock")):
+    with file_lock(target.with_name(target.name + ".lock")):
         if all((target / name).exists() for name in _NEEDED):
             return target
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:

@@ -43,6 +43,8 @@ from typing import Any, Literal, Self
 import httpx
 from pydantic import BaseModel, Field, field_validator
 
+from .home import mcpgym_home
+
 Device = Literal["auto", "cpu", "gpu"]
 LoraRank = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]  # the ranks vLLM accepts for --max-lora-rank
 
@@ -57,15 +59,6 @@ class VLLMError(RuntimeError):
 
 class VLLMStartError(VLLMError):
     """vLLM exited or did not become healthy in time; the message carries the tail of its log."""
-
-
-def mcpgym_home() -> Path:
-    """mcpgym's cache root (`$MCPGYM_HOME`, else `~/.cache/mcpgym`).
-
-    Mirrors `train.models.mcpgym_home`: serve stands beside train and must not import it.
-    """
-    value = os.environ.get("MCPGYM_HOME")
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "mcpgym"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -116,7 +116,7 @@ async def evaluate(
         max_turns=max_turns,
         progress=progress,
     )
-    trajs = [*result.previous, *result.trajectories]  # a resumed evaluation counts what it had
+    trajs = result.all  # a resumed evaluation counts what it had
     if judge is not None:
         trajs = await judge.score(trajs)
     scored = [traj for traj in trajs if not traj.is_infra_failure]

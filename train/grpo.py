@@ -291,7 +291,7 @@ class Run:
                 out=self.dir / "warmstart" / "probe.jsonl",
                 progress=True,
             )
-            trajs = [*result.previous, *result.trajectories]
+            trajs = result.all
             scored = [traj for traj in trajs if not traj.is_infra_failure]
             success = sum(traj.success for traj in scored) / len(scored) if scored else 0.0
             self.state.probe_success = success
@@ -377,7 +377,7 @@ class Run:
             out=self.dir / "trajectories" / f"step_{iteration:04d}.jsonl",
         )
         rollout_s = time.perf_counter() - started
-        trajs = [*result.previous, *result.trajectories]
+        trajs = result.all
         cost_before = self.judge.stats.cost_usd
         started = time.perf_counter()
         scored = await self.judge.score(trajs)
@@ -682,9 +682,10 @@ def config_from_args(argv: list[str] | None = None) -> GRPOConfig:
 
 
 async def main(argv: list[str] | None = None) -> int:
-    summary = await run_grpo(config_from_args(argv))
+    config = config_from_args(argv)
+    summary = await run_grpo(config)
     if summary.stopped:
-        print(f"stopped after step {summary.iterations}; continue with --resume --name {config_from_args(argv).name}")
+        print(f"stopped after step {summary.iterations}; continue with --resume --name {config.name}")
     return 0
 
 

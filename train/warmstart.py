@@ -186,7 +186,7 @@ async def oracle_rollouts(env: Any, tasks: Sequence[Task], *, out: Path, max_tur
     result = await run_rollouts(
         env, OraclePolicy(tasks), list(tasks), samples=1, concurrency=4, out=out, max_turns=max_turns, progress=False
     )
-    return [*result.previous, *result.trajectories]
+    return result.all
 
 
 async def build_sft_data(
@@ -225,7 +225,7 @@ async def build_sft_data(
             out=out_dir / "teacher.jsonl",
             max_turns=max_turns,
         )
-        rollouts = [*result.previous, *result.trajectories]
+        rollouts = result.all
         tried = len(rollouts)
         scored = await judge.score(rollouts) if judge is not None else rollouts
         kept = [t for t in scored if t.success and t.reward is not None and t.reward >= min_reward]
