@@ -1,4 +1,5 @@
-"""Where a judge model lives: any OpenAI-compatible endpoint (a local vLLM, a hosted API).
+"""Where a judge model lives (any OpenAI-compatible endpoint: a local vLLM, a hosted API), and
+the base of the judges that call one.
 
 The key is read from the environment when a request is made (`JUDGE_API_KEY`,
 else `OPENAI_API_KEY`) and never stored in a config, a record or a log.
@@ -7,9 +8,14 @@ else `OPENAI_API_KEY`) and never stored in a config, a record or a log.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field
+
+from .base import Judge, JudgeFailure, Timer
+from .cache import VerdictCache
 
 # Model prefixes litellm routes to an OpenAI-compatible server at `api_base`.
 OPENAI_COMPATIBLE = ("openai/", "hosted_vllm/")
@@ -57,3 +63,66 @@ class JudgeEndpoint(BaseModel):
         if key:
             params["api_key"] = key
         return params
+
+
+class EndpointJudge(Judge):
+    """A judge that asks a model at a `JudgeEndpoint`: verdicts cached by content hash, calls
+    bounded by the limiter and retried with backoff; when every attempt failed, JudgeFailure
+    (the caller masks those trajectories as infra failures, never scores them 0).
+
+    Subclasses build the request and a cache key, and give `verdict` a coroutine making one
+    attempt; it raises one of `retryable` for a reply to try again (malformed when `_malformed`)."""
+
+    retryable: tuple[type[BaseException], ...] = (Exception,)
+
+    def __init__(
+        self,
+        endpoint: JudgeEndpoint,
+        *,
+        rubric: str | None = None,
+        concurrency: int = 8,
+        cache: VerdictCache | None = None,
+        retries: int = 2,
+        backoff_s: float = 0.5,
+    ) -> None:
+        super().__init__(concurrency=concurrency)
+        self.endpoint = endpoint
+        self.rubric = rubric
+        self.cache = cache
+        self.retries = retries
+        self.backoff_s = backoff_s
+
+    def _malformed(self, exc: BaseException) -> bool:
+        return False
+
+    def _describe(self, exc: BaseException) -> str:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return f"{type(exc).__name__}: {text}"
+
+    async def verdict(
+        self, key: str, attempt: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> tuple[dict[str, Any], float, bool]:
+        """(verdict, seconds of the call that gave it, whether it came from the cache)."""
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            self.stats.cache_hits += 1
+            return cached, 0.0, True
+        last = "no attempt"
+        async with self.limiter:
+            for index in range(self.retries + 1):
+                if index:
+                    self.stats.retries += 1
+                    await anyio.sleep(self.backoff_s * 2 ** (index - 1))
+                self.stats.judge_calls += 1
+                with Timer() as timer:
+                    try:
+                        verdict = await attempt()
+                    except self.retryable as exc:
+                        verdict, last = None, self._describe(exc)
+                        self.stats.malformed_replies += int(self._malformed(exc))
+                self.stats.latency_s += timer.elapsed
+                if verdict is not None:
+                    if self.cache is not None:
+                        self.cache.put(key, verdict)
+                    return verdict, timer.elapsed, False
+        raise JudgeFailure(f"{last[:300]} (after {self.retries + 1} attempts)")

@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from rollouts.record import Trajectory
 
-from .base import Judge, JudgeFailure, Timer, mark_infra
-from .cache import VerdictCache, content_key
-from .endpoint import JudgeEndpoint
+from .base import JudgeFailure, mark_infra
+from .cache import content_key
+from .endpoint import EndpointJudge, JudgeEndpoint
 
 DEFAULT_LLM_RUBRIC = dedent(
     """
@@ -69,26 +69,13 @@ def judge_messages(traj: Trajectory, rubric: str, *, reference: bool = True) -> 
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
-class LLMJudge(Judge):
+class LLMJudge(EndpointJudge):
     name = "llm"
+    retryable = (openai.OpenAIError, ValidationError)
 
-    def __init__(
-        self,
-        endpoint: JudgeEndpoint,
-        *,
-        rubric: str | None = None,
-        concurrency: int = 8,
-        cache: VerdictCache | None = None,
-        retries: int = 2,
-        backoff_s: float = 0.5,
-        reference: bool = True,
-    ) -> None:
-        super().__init__(concurrency=concurrency)
-        self.endpoint = endpoint
-        self.rubric = rubric or DEFAULT_LLM_RUBRIC
-        self.cache = cache
-        self.retries = retries
-        self.backoff_s = backoff_s
+    def __init__(self, endpoint: JudgeEndpoint, *, reference: bool = True, **options: Any) -> None:
+        super().__init__(endpoint, **options)
+        self.rubric = self.rubric or DEFAULT_LLM_RUBRIC
         self.reference = reference
         self._client: openai.AsyncOpenAI | None = None
 
@@ -108,73 +95,54 @@ class LLMJudge(Judge):
             await self._client.close()
             self._client = None
 
+    def _malformed(self, exc: BaseException) -> bool:
+        return isinstance(exc, ValidationError)
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, ValidationError):
+            return f"malformed judge reply: {exc.errors()[0]['msg']}"
+        return f"{type(exc).__name__}: {exc}"
+
     async def _score(self, live: list[Trajectory]) -> None:
         async with anyio.create_task_group() as tg:
             for traj in live:
                 tg.start_soon(self._score_one, traj)
 
     async def _score_one(self, traj: Trajectory) -> None:
-        messages = judge_messages(traj, self.rubric, reference=self.reference)
+        messages = judge_messages(traj, str(self.rubric), reference=self.reference)
         key = content_key("llm", self.endpoint.served_model(), messages)
-        cached = self.cache.get(key) if self.cache is not None else None
-        latency = 0.0
-        if cached is not None:
-            self.stats.cache_hits += 1
-            verdict = cached
-        else:
-            try:
-                verdict, latency = await self._judge(messages)
-            except JudgeFailure as exc:
-                mark_infra(traj, f"judge {self.name}: {exc}")
-                self.stats.judge_failures += 1
-                return
-            if self.cache is not None:
-                self.cache.put(key, verdict)
+        try:
+            verdict, latency, cached = await self.verdict(key, lambda: self._ask(messages))
+        except JudgeFailure as exc:
+            mark_infra(traj, f"judge {self.name}: {exc}")
+            self.stats.judge_failures += 1
+            return
         traj.metrics["independent_reward"] = traj.reward
         traj.reward = float(verdict["score"])
         traj.metrics["llm_score"] = float(verdict["score"])
         traj.metrics["llm_reason"] = verdict["reason"]
-        traj.metrics["judge/cached"] = float(cached is not None)
+        traj.metrics["judge/cached"] = float(cached)
         traj.metrics["judge/latency_s"] = latency
         for name in ("prompt_tokens", "completion_tokens"):
-            traj.metrics[f"judge/{name}"] = 0.0 if cached is not None else float(verdict["usage"].get(name, 0))
+            traj.metrics[f"judge/{name}"] = 0.0 if cached else float(verdict["usage"].get(name, 0))
 
-    async def _judge(self, messages: list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
-        last = "no attempt"
-        async with self.limiter:
-            for attempt in range(self.retries + 1):
-                if attempt:
-                    self.stats.retries += 1
-                    await anyio.sleep(self.backoff_s * 2 ** (attempt - 1))
-                self.stats.judge_calls += 1
-                with Timer() as timer:
-                    try:
-                        response = await self.client.chat.completions.create(
-                            model=self.endpoint.served_model(),
-                            messages=messages,  # type: ignore[arg-type]
-                            response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
-                            temperature=_or_not_given(self.endpoint.temperature),
-                            extra_body=self.endpoint.extra_body or None,
-                        )
-                    except openai.OpenAIError as exc:
-                        response, last = None, f"{type(exc).__name__}: {exc}"
-                self.stats.latency_s += timer.elapsed
-                if response is None:
-                    continue
-                usage = {
-                    "prompt_tokens": response.usage.prompt_tokens if response.usage else 0,
-                    "completion_tokens": response.usage.completion_tokens if response.usage else 0,
-                }
-                self.stats.add_usage(usage)
-                content = response.choices[0].message.content if response.choices else None
-                try:
-                    parsed = RubricVerdict.model_validate_json(content or "")
-                except ValidationError as exc:
-                    self.stats.malformed_replies += 1
-                    last = f"malformed judge reply: {exc.errors()[0]['msg']}"
-                    continue
-                return {**parsed.model_dump(), "usage": usage}, timer.elapsed
-        raise JudgeFailure(f"{last[:300]} (after {self.retries + 1} attempts)")
+    async def _ask(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """One judge call: the verdict, or OpenAIError / ValidationError (both retried)."""
+        response = await self.client.chat.completions.create(
+            model=self.endpoint.served_model(),
+            messages=messages,  # type: ignore[arg-type]
+            response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
+            temperature=_or_not_given(self.endpoint.temperature),
+            extra_body=self.endpoint.extra_body or None,
+        )
+        usage = {
+            "prompt_tokens": response.usage.prompt_tokens if response.usage else 0,
+            "completion_tokens": response.usage.completion_tokens if response.usage else 0,
+        }
+        self.stats.add_usage(usage)  # a malformed reply still cost its tokens
+        content = response.choices[0].message.content if response.choices else None
+        parsed = RubricVerdict.model_validate_json(content or "")
+        return {**parsed.model_dump(), "usage": usage}
 
 
 def _or_not_given(value: float | None) -> Any:

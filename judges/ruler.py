@@ -24,13 +24,11 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm 
 
 from typing import Any
 
-import anyio
-
 from rollouts.record import Trajectory
 
-from .base import Judge, JudgeFailure, Timer, group_key
-from .cache import VerdictCache, content_key
-from .endpoint import JudgeEndpoint
+from .base import group_key
+from .cache import content_key
+from .endpoint import EndpointJudge
 
 EXPLANATION_PREFIX = "RULER explanation: "
 
@@ -124,26 +122,14 @@ def _explanation(art_traj: Any) -> str:
     return ""
 
 
-class RulerJudge(Judge):
+class RulerJudge(EndpointJudge):
     name = "ruler"
     relative = True
 
-    def __init__(
-        self,
-        endpoint: JudgeEndpoint,
-        *,
-        rubric: str | None = None,
-        concurrency: int = 8,
-        cache: VerdictCache | None = None,
-        retries: int = 2,
-        backoff_s: float = 0.5,
-    ) -> None:
-        super().__init__(concurrency=concurrency)
-        self.endpoint = endpoint
-        self.rubric = rubric
-        self.cache = cache
-        self.retries = retries
-        self.backoff_s = backoff_s
+    def _malformed(self, exc: BaseException) -> bool:
+        from pydantic import ValidationError
+
+        return isinstance(exc, ValidationError | ValueError | KeyError)
 
     async def _score(self, live: list[Trajectory]) -> None:
         from rollouts.export import to_art_trajectory
@@ -153,16 +139,8 @@ class RulerJudge(Judge):
         arts = [to_art_trajectory(traj) for traj in live]
         group = art.TrajectoryGroup(arts, metadata={"group": group_key(live[0])})
         key = content_key("ruler", self.endpoint.litellm_model(), rubric, [t.messages() for t in arts], arts[0].tools)
-        verdict = self.cache.get(key) if self.cache is not None else None
-        latency = 0.0
-        cached = verdict is not None
-        if cached:
-            self.stats.cache_hits += 1
-        else:
-            verdict, latency = await self._judge(group, rubric)
-            if self.cache is not None:
-                self.cache.put(key, verdict)
-        assert verdict is not None
+        # Any failure (malformed reply, wrong count, HTTP error) is retried, then raises JudgeFailure.
+        verdict, latency, cached = await self.verdict(key, lambda: self._ask(group, rubric))
         n = len(live)
         for traj, score, explanation in zip(live, verdict["scores"], verdict["explanations"], strict=True):
             traj.metrics["independent_reward"] = traj.reward
@@ -175,47 +153,18 @@ class RulerJudge(Judge):
             for name in ("prompt_tokens", "completion_tokens", "cost_usd"):
                 traj.metrics[f"judge/{name}"] = 0.0 if cached else float(verdict["usage"].get(name, 0)) / n
 
-    async def _judge(self, group: Any, rubric: str) -> tuple[dict[str, Any], float]:
-        """(verdict, seconds) from the judge, retried; JudgeFailure when every attempt failed."""
-        last: Exception | None = None
-        async with self.limiter:
-            for attempt in range(self.retries + 1):
-                if attempt:
-                    self.stats.retries += 1
-                    await anyio.sleep(self.backoff_s * 2 ** (attempt - 1))
-                self.stats.judge_calls += 1
-                try:
-                    with Timer() as timer:
-                        scored, usage = await ruler_score_art_group(
-                            group, self.endpoint.litellm_model(), self.endpoint.litellm_params(), rubric
-                        )
-                        bad = [t.reward for t in scored.trajectories if not 0.0 <= t.reward <= 1.0]
-                        if bad:  # ART accepts any float; a score outside 0..1 is a judge that misread the task
-                            raise ValueError(f"scores outside 0..1: {bad}")
-                except Exception as exc:  # malformed reply, wrong count, HTTP error: all retried
-                    self.stats.latency_s += timer.elapsed
-                    self.stats.malformed_replies += int(_is_malformed(exc))
-                    last = exc
-                    continue
-                self.stats.latency_s += timer.elapsed
-                self.stats.add_usage(usage)
-                return {
-                    "scores": [t.reward for t in scored.trajectories],
-                    "explanations": [_explanation(t) for t in scored.trajectories],
-                    "usage": usage,
-                    "judge_model": self.endpoint.litellm_model(),
-                }, timer.elapsed
-        raise JudgeFailure(f"{_describe(last)} (after {self.retries + 1} attempts)")
-
-
-def _is_malformed(exc: Exception) -> bool:
-    from pydantic import ValidationError
-
-    return isinstance(exc, ValidationError | ValueError | KeyError)
-
-
-def _describe(exc: Exception | None) -> str:
-    if exc is None:
-        return "no attempt"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:300]
+    async def _ask(self, group: Any, rubric: str) -> dict[str, Any]:
+        """One RULER call on the whole group: its scores, explanations and usage."""
+        scored, usage = await ruler_score_art_group(
+            group, self.endpoint.litellm_model(), self.endpoint.litellm_params(), rubric
+        )
+        bad = [t.reward for t in scored.trajectories if not 0.0 <= t.reward <= 1.0]
+        if bad:  # ART accepts any float; a score outside 0..1 is a judge that misread the task
+            raise ValueError(f"scores outside 0..1: {bad}")
+        self.stats.add_usage(usage)
+        return {
+            "scores": [t.reward for t in scored.trajectories],
+            "explanations": [_explanation(t) for t in scored.trajectories],
+            "usage": usage,
+            "judge_model": self.endpoint.litellm_model(),
+        }

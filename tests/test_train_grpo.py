@@ -22,7 +22,7 @@ from judges.base import Judge
 from rollouts.record import Trajectory
 from train.grpo import GRPOConfig, run_grpo, signal_groups
 from train.loop_state import LoopState
-from train.warmstart import OraclePolicy, format_answer, should_warm_start
+from train.warmstart import OraclePolicy, format_answer, should_warm_start, stratified_tasks, task_signature
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,6 +135,7 @@ async def test_warm_start_auto_sfts_a_model_that_fails_the_probe(
         warm_start_threshold=0.5,
         probe_tasks=2,
         sft_tasks=4,
+        teacher_tasks=3,
         sft_epochs=1,
         eval_tasks=2,
         judge="rules",
@@ -148,12 +149,12 @@ async def test_warm_start_auto_sfts_a_model_that_fails_the_probe(
     state = LoopState.load(run_dir / "state.json")
     assert state.probe_success == 0.0
     assert state.warm_start is not None and state.warm_start["done"] and state.warm_start["step"] == 1
-    assert state.warm_start["teacher"] == "model+oracle" and state.warm_start["n_teacher_tried"] == 4
+    assert state.warm_start["teacher"] == "model+oracle" and state.warm_start["n_teacher_tried"] == 3
     # The teacher's stored conversations are the plain prompt (the few-shot examples were request-only).
     teacher = [json.loads(line) for line in (run_dir / "warmstart" / "teacher.jsonl").read_text().splitlines()]
     assert all(t["messages"][1] == {"role": "user", "content": t["task"]["question"]} for t in teacher)
     sft = [json.loads(line) for line in (run_dir / "warmstart" / "sft.jsonl").read_text().splitlines()]
-    assert len(sft) == 4 and all(t["verdict"]["success"] for t in sft)
+    assert len(sft) == 4 and all(t["verdict"]["success"] for t in sft)  # oracle demonstrations fill the rest
     assert [report["label"] for report in summary.reports] == ["base", "warm_start"]
     assert summary.reports[1]["model"] == "warm@1"
 
@@ -184,6 +185,21 @@ async def test_oracle_demonstrations_solve_every_kind() -> None:
     assert all(traj.success for traj in result.trajectories), [t.verdict for t in result.trajectories]
     multi = next(traj for traj in result.trajectories if traj.task["kind"] == "multi_step")
     assert [m["role"] for m in multi.messages].count("tool") >= 2  # real tool outputs, step by step
+
+
+def test_stratified_tasks_cover_every_signature_evenly() -> None:
+    import envs
+
+    tasks = envs.load("energy").tasks("train")
+    signatures = {task_signature(task) for task in tasks}
+    chosen = stratified_tasks(tasks, 2 * len(signatures), seed=3)
+    counts = {sig: sum(task_signature(task) == sig for task in chosen) for sig in signatures}
+    assert len({task.id for task in chosen}) == len(chosen) == 2 * len(signatures)
+    # every signature the pool has at least twice appears exactly twice (a random sample would not)
+    assert all(counts[sig] == min(2, sum(task_signature(t) == sig for t in tasks)) for sig in signatures), counts
+    assert stratified_tasks(tasks, 10, seed=3) == stratified_tasks(tasks, 10, seed=3)
+    assert len(stratified_tasks(tasks, 10_000)) == len(tasks)
+    assert task_signature(next(t for t in tasks if t.kind == "no_tool")) == ("no_tool",)
 
 
 def test_decision_and_signal_groups() -> None:

@@ -54,7 +54,7 @@ class GRPOConfig(BaseModel):
     judge_model: str | None = None
     judge_base_url: str | None = None
     steps: int = Field(3, ge=0)
-    groups_per_step: int = Field(4, ge=1)
+    groups_per_step: int = Field(3, ge=1)
     group_size: int = Field(4, ge=2)
     lr: float = Field(5e-5, gt=0)
     max_turns: int = Field(4, ge=1)
@@ -67,9 +67,13 @@ class GRPOConfig(BaseModel):
     teacher: Teacher = "auto"
     teacher_base_url: str | None = None
     teacher_model: str | None = None
-    sft_tasks: int = Field(64, ge=1)
+    # The base model as its own few-shot teacher solves few tasks (2 of 64, 0 of 32 here) at the cost of
+    # long prompts, so by default it tries a sample; another endpoint tries every SFT task.
+    teacher_tasks: int | None = Field(None, ge=0)
+    sft_tasks: int = Field(56, ge=1)
     sft_epochs: int = Field(2, ge=1)
     sft_lr: float = Field(1e-3, gt=0)
+    sft_batch_size: int = Field(4, ge=1)
     sft_min_reward: float = 0.8
     eval_every: int = Field(2, ge=0, description="0: no validation during the loop")
     eval_tasks: int = Field(40, ge=0, description="test tasks evaluated before/after (0: the whole split)")
@@ -92,6 +96,12 @@ class GRPOConfig(BaseModel):
     @property
     def run_dir(self) -> Path:
         return self.runs_dir / self.project_name / self.name
+
+    @property
+    def teacher_task_limit(self) -> int | None:
+        if self.teacher_tasks is not None:
+            return self.teacher_tasks
+        return None if self.teacher_base_url else 16
 
 
 class GRPOSummary(BaseModel):
@@ -266,7 +276,7 @@ class Run:
         from rollouts import run_rollouts
         from train.eval import select_tasks
         from train.sft import SFTConfig, run_sft
-        from train.warmstart import build_sft_data, should_warm_start
+        from train.warmstart import build_sft_data, should_warm_start, stratified_tasks
 
         cfg = self.config
         if self.state.warm_start is not None:
@@ -303,10 +313,9 @@ class Run:
                 self.save()
                 return
             _log(f"warm start: probe success {success:.0%} < {cfg.warm_start_threshold:.0%}: SFT first", self.started)
-            rng = random.Random(cfg.seed + 2)
-            pool = list(train_tasks)
-            rng.shuffle(pool)
-            sft_tasks, example_tasks = pool[: cfg.sft_tasks], pool[cfg.sft_tasks : cfg.sft_tasks + 24]
+            sft_tasks = stratified_tasks(train_tasks, cfg.sft_tasks, seed=cfg.seed + 2)
+            chosen = {task.id for task in sft_tasks}
+            example_tasks = stratified_tasks([t for t in train_tasks if t.id not in chosen], 24, seed=cfg.seed + 3)
             data = await build_sft_data(
                 self.env,
                 sft_tasks,
@@ -318,6 +327,7 @@ class Run:
                 min_reward=cfg.sft_min_reward,
                 max_turns=cfg.max_turns,
                 concurrency=cfg.concurrency,
+                teacher_tasks=cfg.teacher_task_limit,
             )
             sft_path, info = data.sft_path, data.model_dump(mode="json")
         else:
@@ -334,6 +344,7 @@ class Run:
                 art_path=cfg.art_path,
                 epochs=cfg.sft_epochs,
                 lr=cfg.sft_lr,
+                batch_size=cfg.sft_batch_size,
                 lora_rank=cfg.lora_rank,
                 max_length=cfg.max_model_len,
                 seed=cfg.seed,
@@ -643,9 +654,22 @@ def build_parser() -> ArgumentParser:
         "--teacher-base-url", default=None, help="teacher endpoint (default: the base model; key in $TEACHER_API_KEY)"
     )
     w.add_argument("--teacher-model", default=None, help="teacher model name at --teacher-base-url")
+    w.add_argument(
+        "--teacher-tasks",
+        type=int,
+        default=None,
+        help="SFT tasks the teacher tries; oracle demonstrations cover the rest "
+        "(default: all with --teacher-base-url, else 16)",
+    )
     w.add_argument("--sft-tasks", type=int, default=defaults.sft_tasks, help="train tasks to build SFT data from")
     w.add_argument("--sft-epochs", type=int, default=defaults.sft_epochs)
     w.add_argument("--sft-lr", type=float, default=defaults.sft_lr)
+    w.add_argument(
+        "--sft-batch-size",
+        type=int,
+        default=defaults.sft_batch_size,
+        help="examples per SFT step; they share one copy of the system prompt and tool list",
+    )
     w.add_argument(
         "--sft-min-reward", type=float, default=defaults.sft_min_reward, help="keep teacher rollouts >= this"
     )
