@@ -136,6 +136,7 @@ async def test_warm_start_auto_sfts_a_model_that_fails_the_probe(
         probe_tasks=2,
         sft_tasks=4,
         teacher_tasks=3,
+        max_turns=3,  # a two-step oracle demonstration needs three turns
         sft_epochs=1,
         eval_tasks=2,
         judge="rules",
@@ -195,6 +196,9 @@ def test_stratified_tasks_cover_every_signature_evenly() -> None:
     chosen = stratified_tasks(tasks, 2 * len(signatures), seed=3)
     counts = {sig: sum(task_signature(task) == sig for task in chosen) for sig in signatures}
     assert len({task.id for task in chosen}) == len(chosen) == 2 * len(signatures)
+    # a partial round is not the first signatures in sort order (the 4 multi-step ones)
+    kinds = {task.kind for seed in range(5) for task in stratified_tasks(tasks, 4, seed=seed)}
+    assert kinds - {"multi_step"}, kinds
     # every signature the pool has at least twice appears exactly twice (a random sample would not)
     assert all(counts[sig] == min(2, sum(task_signature(t) == sig for t in tasks)) for sig in signatures), counts
     assert stratified_tasks(tasks, 10, seed=3) == stratified_tasks(tasks, 10, seed=3)

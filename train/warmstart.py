@@ -55,6 +55,7 @@ def stratified_tasks(tasks: Sequence[Task], limit: int, *, seed: int = 0) -> lis
     queues = [by_signature[key] for key in sorted(by_signature)]
     for queue in queues:
         rng.shuffle(queue)
+    rng.shuffle(queues)  # a last, partial round takes random signatures, not the first in sort order
     chosen: list[Task] = []
     while len(chosen) < min(limit, len(tasks)):
         for queue in queues:
