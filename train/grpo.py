@@ -67,9 +67,7 @@ class GRPOConfig(BaseModel):
     teacher: Teacher = "auto"
     teacher_base_url: str | None = None
     teacher_model: str | None = None
-    # The base model as its own few-shot teacher solves few tasks (2 of 64, 0 of 32 here) at the cost of
-    # long prompts, so by default it tries a sample; another endpoint tries every SFT task.
-    teacher_tasks: int | None = Field(None, ge=0)
+    teacher_tasks: int | None = Field(None, ge=0, description="None: see `teacher_task_limit`")
     sft_tasks: int = Field(56, ge=1)
     sft_epochs: int = Field(2, ge=1)
     sft_lr: float = Field(1e-3, gt=0)
@@ -99,6 +97,9 @@ class GRPOConfig(BaseModel):
 
     @property
     def teacher_task_limit(self) -> int | None:
+        """SFT tasks the teacher tries (None: all). The base model as its own few-shot teacher
+        solves few (2 of 64, 0 of 32, 0 of 16 here) at the cost of long prompts, so by default it
+        tries 16; a teacher at another endpoint tries every SFT task."""
         if self.teacher_tasks is not None:
             return self.teacher_tasks
         return None if self.teacher_base_url else 16

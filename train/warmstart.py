@@ -56,10 +56,11 @@ def stratified_tasks(tasks: Sequence[Task], limit: int, *, seed: int = 0) -> lis
     for queue in queues:
         rng.shuffle(queue)
     rng.shuffle(queues)  # a last, partial round takes random signatures, not the first in sort order
+    target = min(limit, len(tasks))
     chosen: list[Task] = []
-    while len(chosen) < min(limit, len(tasks)):
+    while len(chosen) < target:
         for queue in queues:
-            if queue and len(chosen) < limit:
+            if queue and len(chosen) < target:
                 chosen.append(queue.pop())
     rng.shuffle(chosen)
     return chosen
@@ -248,7 +249,7 @@ async def build_sft_data(
         shots = examples_by_kind(examples)
         kind_of = {task.question: task.kind for task in tasks}
         policy = FewShotPolicy(teacher_policy, shots, kind_of)
-        tried_tasks = list(tasks)[:teacher_tasks] if teacher_tasks is not None else list(tasks)
+        tried_tasks = list(tasks)[:teacher_tasks]  # [:None] is all of them
         print(f"warm start: teacher {teacher_policy.model} on {len(tried_tasks)} train tasks (few-shot)", flush=True)
         result = await run_rollouts(
             env,

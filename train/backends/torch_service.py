@@ -310,7 +310,6 @@ class TorchService:
         await self._finish_step()
 
     def _sft_batch(self, batch: SFTBatch, optimizer: torch.optim.Optimizer) -> dict[str, float]:
-
         model = self._ensure_model()
         model.train()
         for group in optimizer.param_groups:
