@@ -347,6 +347,59 @@ def test_sft_batch_packed_behind_its_shared_prompt_gives_the_same_gradients(tiny
     assert len(sft_pieces([examples[0], other])) == 2
 
 
+def test_sft_batch_with_detached_prompt_matches_per_example_cached_prompt(tiny_model_dir: Path) -> None:
+    """`detach_prompt`: the packed batch gives the exact loss, and the gradients of running each
+    example on top of the prompt's key/value cache computed without autograd (HF's own caching)."""
+    import torch
+    from transformers import AutoModelForCausalLM, DynamicCache
+
+    from train.backends.compat import fix_transformers_mask_patch
+    from train.backends.torch_service import sft_backward, sft_pieces
+
+    fix_transformers_mask_patch()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    rng = torch.Generator().manual_seed(2)
+    prompt = torch.randint(5, 1000, (80,), generator=rng)
+    rests = [torch.randint(5, 1000, (length,), generator=rng) for length in (15, 7, 11)]
+    examples = []
+    for rest in rests:
+        ids = torch.cat([prompt, rest])
+        labels = torch.full_like(ids, -100)
+        labels[len(prompt) + 1 :] = ids[len(prompt) + 1 :]
+        examples.append({"input_ids": ids.unsqueeze(0), "labels": labels.unsqueeze(0)})
+    trainable = sum(int((e["labels"] != -100).sum()) for e in examples)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def grads() -> torch.Tensor:
+        flat = torch.cat([p.grad.flatten() for p in params if p.grad is not None])
+        model.zero_grad()
+        return flat
+
+    pieces = sft_pieces(examples)
+    exact_loss = sft_backward(model, pieces, trainable)
+    exact_grad = grads()
+    cached_loss = sft_backward(model, pieces, trainable, detach_prompt=True)
+    cached_grad = grads()
+
+    # Reference: each example alone, its tokens after the prompt fed with a fresh no-grad prompt cache.
+    reference_loss = 0.0
+    for rest in rests:
+        with torch.no_grad():
+            cache = model(input_ids=prompt[:-1].unsqueeze(0), past_key_values=DynamicCache(), use_cache=True)
+        tokens = torch.cat([prompt[-1:], rest])
+        logits = model(input_ids=tokens.unsqueeze(0), past_key_values=cache.past_key_values).logits[0]
+        # logits at position i predict tokens[i+1]; tokens after the first rest token are trained
+        loss = torch.nn.functional.cross_entropy(logits[1:-1], tokens[2:], reduction="sum") / trainable
+        loss.backward()
+        reference_loss += float(loss.detach())
+    reference_grad = grads()
+
+    assert math.isclose(cached_loss, exact_loss, rel_tol=1e-5)
+    assert math.isclose(cached_loss, reference_loss, rel_tol=1e-5)
+    assert torch.allclose(cached_grad, reference_grad, atol=1e-6, rtol=1e-4)
+    assert not torch.allclose(cached_grad, exact_grad, atol=1e-6, rtol=1e-4)  # the prompt's share is gone
+
+
 def test_rl_loss_from_sampled_positions_only_equals_the_full_computation(tiny_model_dir: Path) -> None:
     """The LM head runs only where the loss reads it; ART's loss and gradients do not change."""
     import torch

@@ -185,8 +185,8 @@ async def test_sft_run_lowers_loss(tiny_model_dir: Path, tmp_path: Path) -> None
     assert len(lines) == 8 and json.loads(lines[-1])["epoch"] == 4
     assert result.plot_path is not None and result.plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # A second run continues the same LoRA as the next checkpoint.
-    again = await run_sft(config.model_copy(update={"epochs": 1}))
+    # A second run continues the same LoRA as the next checkpoint (here with the prompt detached).
+    again = await run_sft(config.model_copy(update={"epochs": 1, "detach_prompt": True}))
     assert again.step == 2 and again.adapter_dir.name == "0002"
     assert again.losses[0] < result.losses[0]
 

@@ -59,7 +59,7 @@ class GRPOConfig(BaseModel):
     lr: float = Field(5e-5, gt=0)
     max_turns: int = Field(4, ge=1)
     max_tokens: int = Field(128, ge=1, description="per policy turn")
-    temperature: float = Field(1.0, ge=0)
+    temperature: float = Field(0.7, ge=0)
     concurrency: int = Field(8, ge=1)
     warm_start: str = "auto"  # auto | none | FILE
     warm_start_threshold: float = Field(0.2, ge=0, le=1)
@@ -68,10 +68,10 @@ class GRPOConfig(BaseModel):
     teacher_base_url: str | None = None
     teacher_model: str | None = None
     teacher_tasks: int | None = Field(None, ge=0, description="None: see `teacher_task_limit`")
-    sft_tasks: int = Field(56, ge=1)
+    sft_tasks: int = Field(96, ge=1)
     sft_epochs: int = Field(2, ge=1)
     sft_lr: float = Field(1e-3, gt=0)
-    sft_batch_size: int = Field(4, ge=1)
+    sft_batch_size: int = Field(8, ge=1)
     sft_min_reward: float = 0.8
     eval_every: int = Field(2, ge=0, description="0: no validation during the loop")
     eval_tasks: int = Field(40, ge=0, description="test tasks evaluated before/after (0: the whole split)")

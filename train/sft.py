@@ -58,6 +58,7 @@ class SFTConfig(BaseModel):
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     batch_size: int = Field(4, ge=1)
     lora_rank: int = Field(8, ge=1, le=512)
+    detach_prompt: bool = Field(False, description="torch: no gradient through the prompt a batch shares (faster)")
     max_length: int = Field(2048, ge=16, description="longer examples are dropped")
     coreset: CoresetMethod | None = None
     coreset_size: int | None = Field(None, ge=1)
@@ -142,6 +143,7 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
             from train.backends.settings import LoraSettings
 
             opts["lora"] = LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank)
+            opts["sft_detach_prompt"] = config.detach_prompt
         backend = make_backend(config.backend, **opts)
     try:
         if model is None:
@@ -249,6 +251,12 @@ def build_parser() -> ArgumentParser:
     train.add_argument("--lr-schedule", choices=("cosine", "linear", "constant"), default="cosine")
     train.add_argument("--batch-size", type=int, default=4)
     train.add_argument("--lora-rank", type=int, default=8)
+    train.add_argument(
+        "--detach-prompt",
+        action="store_true",
+        help="torch backend: run the prompt (system + tools) the examples of a batch share once, without "
+        "gradient. ~1.4x faster steps, but not the exact gradient (slightly higher held-out loss, measured)",
+    )
     train.add_argument("--max-length", type=int, default=2048, help="drop examples longer than this (tokens)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out-dir", type=Path, default=None, help="metrics + plot (default: the model's folder)")

