@@ -2,9 +2,9 @@
 
 vLLM's CPU punica ops (`vllm/lora/ops/torch_ops`) gather a private copy of the adapter weights for
 every token (`lora_weights[token_lora_indices]`, then a batched einsum). For SmolLM2-135M at rank 8
-that gather is most of the work: measured on 2 cores, one layer's LoRA ops take 4.3 ms for a
-40-sequence decode step (0.6 ms as plain matmuls) and 221 ms for a 1.7k-token prefill (11 ms), so a
-served checkpoint generated 2-4x slower than the base model.
+that gather is most of the work. Measured on 2 cores (`scripts/bench_lora_ops.py`), one layer's
+LoRA ops take 4.4 ms for a 40-sequence decode step (1.7 ms grouped) and 236 ms for a 1.7k-token
+prefill (12 ms grouped), so a served checkpoint generated 2-4x slower than the base model.
 
 `register()` swaps the ops that `PunicaWrapperCPU` calls for ones with the same contract that group
 the tokens by adapter and run one matmul per adapter in the batch (usually one). Tokens whose index
@@ -87,23 +87,56 @@ def bgmv_expand_slice(
 
 
 def _per_token(lora_indices_tensor: torch.Tensor, seq_len_tensor: torch.Tensor) -> torch.Tensor:
+    """The prefill ops get one adapter index per sequence; the token ops want one per token."""
     import torch
 
     return torch.repeat_interleave(lora_indices_tensor, seq_len_tensor)
 
 
-def sgmv_shrink(inputs, lora_a_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
-                batches, max_seq_length, token_nums, scaling):  # fmt: skip
+def sgmv_shrink(
+    inputs: torch.Tensor,
+    lora_a_weights: torch.Tensor,
+    output_tensor: torch.Tensor,
+    b_seq_start_loc: torch.Tensor,
+    seq_len_tensor: torch.Tensor,
+    lora_indices_tensor: torch.Tensor,
+    batches: int,
+    max_seq_length: int,
+    token_nums: int,
+    scaling: float,
+) -> None:
     bgmv_shrink(inputs, lora_a_weights, output_tensor, _per_token(lora_indices_tensor, seq_len_tensor), scaling)
 
 
-def sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
-                batches, max_seq_length, token_nums, add_inputs=False):  # fmt: skip
+def sgmv_expand(
+    inputs: torch.Tensor,
+    lora_b_weights: torch.Tensor,
+    output_tensor: torch.Tensor,
+    b_seq_start_loc: torch.Tensor,
+    seq_len_tensor: torch.Tensor,
+    lora_indices_tensor: torch.Tensor,
+    batches: int,
+    max_seq_length: int,
+    token_nums: int,
+    add_inputs: bool = False,
+) -> None:
     bgmv_expand(inputs, lora_b_weights, output_tensor, _per_token(lora_indices_tensor, seq_len_tensor), add_inputs)
 
 
-def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
-                      batches, max_seq_length, token_nums, slice_offset, slice_size, add_inputs=False):  # fmt: skip
+def sgmv_expand_slice(
+    inputs: torch.Tensor,
+    lora_b_weights: torch.Tensor,
+    output_tensor: torch.Tensor,
+    b_seq_start_loc: torch.Tensor,
+    seq_len_tensor: torch.Tensor,
+    lora_indices_tensor: torch.Tensor,
+    batches: int,
+    max_seq_length: int,
+    token_nums: int,
+    slice_offset: int,
+    slice_size: int,
+    add_inputs: bool = False,
+) -> None:
     indices = _per_token(lora_indices_tensor, seq_len_tensor)
     bgmv_expand_slice(inputs, lora_b_weights, output_tensor, indices, slice_offset, slice_size, add_inputs)
 

@@ -85,6 +85,11 @@ async def test_two_steps_then_stop_then_resume(vllm_tiny, tiny_model_dir: Path, 
     assert (run_dir / "reward_curve.png").stat().st_size > 0
     assert (tmp_path / ".art" / "energy" / "models" / "loop" / "checkpoints" / "0002" / "adapter_config.json").is_file()
     assert (run_dir / "best_checkpoint" / "adapter_config.json").is_file()
+    assert [path.name for path in sorted((run_dir / "eval").glob("val_*.jsonl"))] == [
+        "val_0.jsonl",  # the starting point (here the base model) is validated before step 1
+        "val_1.jsonl",
+        "val_2.jsonl",
+    ]
     assert summary.iterations == 2 and summary.step == 2 and not summary.stopped
     labels = [report["label"] for report in summary.reports]
     assert labels == ["base", "grpo"]

@@ -13,8 +13,8 @@
    (through `model.openai_client()`), score every group with the judge, drop infra failures and
    groups without signal (all rewards equal), `art.gather_trajectory_groups` them into
    `art.TrajectoryGroup`s and `await backend.train(model, groups, learning_rate=...)`.
-   Every `--eval-every` steps evaluate on the val split; the best checkpoint (val success) is
-   copied to `<run>/best_checkpoint`, the last is ART's latest.
+   Before the first step and every `--eval-every` steps evaluate on the val split; the best
+   checkpoint (val success) is copied to `<run>/best_checkpoint`, the last is ART's latest.
 5. Evaluation of the final checkpoint on the same test subset; the before/after table is printed
    and written to `<run>/summary.json`.
 
@@ -73,7 +73,7 @@ class GRPOConfig(BaseModel):
     sft_lr: float = Field(1e-3, gt=0)
     sft_batch_size: int = Field(8, ge=1)
     sft_min_reward: float = 0.8
-    eval_every: int = Field(2, ge=0, description="0: no validation during the loop")
+    eval_every: int = Field(3, ge=0, description="0: no validation during the loop")
     eval_tasks: int = Field(40, ge=0, description="test tasks evaluated before/after (0: the whole split)")
     val_tasks: int = Field(16, ge=0)
     skip_eval: bool = False
@@ -441,7 +441,9 @@ class Run:
         return row
 
     def track_best(self, step: int, success: float) -> None:
-        if self.state.best is not None and success <= self.state.best.val_success:
+        """Copy checkpoint `step` to best_checkpoint/ when its val success is the best so far (a tie
+        goes to the newer checkpoint). Step 0 is the base model itself: nothing to copy."""
+        if self.state.best is not None and success < self.state.best.val_success:
             return
         from art.utils.output_dirs import get_step_checkpoint_dir
 
@@ -453,13 +455,20 @@ class Run:
             shutil.copytree(source, tmp)
             shutil.rmtree(target, ignore_errors=True)
             tmp.rename(target)
-        self.state.best = BestCheckpoint(step=step, val_success=success, path=target if source.is_dir() else source)
+        path = target if source.is_dir() else Path(self.model.base_model) if step == 0 else source
+        self.state.best = BestCheckpoint(step=step, val_success=success, path=path)
 
     async def loop(self, stop: StopFlag, on_step: Callable[[dict[str, Any]], None] | None) -> bool:
         """The GRPO steps; returns whether it was stopped early."""
         from rollouts.jsonl import JsonlAppender
         from rollouts.tracing import record
 
+        if self.config.eval_every and self.state.iteration == 0 and self.state.best is None and not stop.requested:
+            # The checkpoint GRPO starts from (the warm start, or the base model) competes for best
+            # too: when the steps make things worse, best_checkpoint/ keeps what they started from.
+            report = await self.evaluate("val@0", "val", self.config.val_tasks)
+            self.track_best(await self.model.get_step(), report["success_rate"])
+            self.save()
         with JsonlAppender(self.metrics_path) as log:
             while self.state.iteration < self.config.steps:
                 if stop.requested:
