@@ -684,7 +684,12 @@ def build_parser() -> ArgumentParser:
         "--sft-min-reward", type=float, default=defaults.sft_min_reward, help="keep teacher rollouts >= this"
     )
     e = p.add_argument_group("evaluation and logging")
-    e.add_argument("--eval-every", type=int, default=defaults.eval_every, help="validate every N steps (0: never)")
+    e.add_argument(
+        "--eval-every",
+        type=int,
+        default=defaults.eval_every,
+        help="validate before step 1 and every N steps (0: never)",
+    )
     e.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks, help="test tasks before/after (0: all)")
     e.add_argument("--val-tasks", type=int, default=defaults.val_tasks, help="val tasks per validation (0: all)")
     e.add_argument("--skip-eval", action="store_true", help="no test evaluation before/after")
