@@ -80,6 +80,7 @@ async def test_two_steps_then_stop_then_resume(vllm_tiny, tiny_model_dir: Path, 
     assert all(row["groups_trained"] >= 1 for row in rows)  # the trainer ran on both steps
     assert [row["step"] for row in rows] == [1, 2]
     assert all(row["rollout_s"] > 0 and row["train_s"] > 0 and row["loss"] is not None for row in rows)
+    assert all(row["grad_norm"] > 0 and abs(row["probs_corr"]) <= 1 + 1e-6 for row in rows), rows  # diagnostics kept
     assert rows[0]["served"] == vllm_tiny.served_model_name and rows[1]["served"] == "loop@1"
     assert all("val_success_rate" in row for row in rows)
     assert (run_dir / "reward_curve.png").stat().st_size > 0

@@ -110,7 +110,7 @@ def test_tokenizer_renders_tools_and_marks_assistant_tokens(base_dir: Path) -> N
     assert plain.chat_template == chat_template()
     tokenizer = load_tokenizer()
     text = tokenizer.apply_chat_template(CHAT, tools=TOOLS, tokenize=False)
-    assert "<tools>\n" + json.dumps(TOOLS[0]["function"]) + "\n</tools>" in text
+    assert "<tools>\nget_price(zone: string) - Spot price for a zone.\n</tools>" in text
     assert '<tool_call>\n{"name": "get_price", "arguments": {"zone": "DE"}}\n</tool_call><|im_end|>' in text
     assert "<|im_start|>user\n<tool_response>\n81.5\n</tool_response><|im_end|>" in text
 
@@ -125,6 +125,36 @@ def test_tokenizer_renders_tools_and_marks_assistant_tokens(base_dir: Path) -> N
         "It is 81.5 EUR/MWh.<|im_end|>"
     )
     assert tokenizer.decode(ids).startswith("<|im_start|>system\n")
+
+
+def test_tools_render_as_one_signature_line_each(base_dir: Path) -> None:
+    """Enums list their values, described strings show the description, optional arguments their
+    default, `anyOf` with null the other branch; what has no short form keeps its JSON schema."""
+    any_of = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+    parameters = {
+        "type": "object",
+        "properties": {
+            "hub": {"type": "string", "enum": ["Henry Hub", "TTF"]},
+            "date": {"type": "string", "description": "YYYY-MM-DD"},
+            "days": {"type": "array", "items": {"type": "integer"}},
+            "terminal": {"anyOf": [{"type": "string", "enum": ["Cameron"]}, {"type": "null"}], "default": None},
+            "limit": {"type": "integer", "default": 5},
+            "key": any_of,
+            "filter": {"type": "object", "properties": {"a": {"type": "number"}}},
+        },
+        "required": ["hub", "date", "days", "key", "filter"],
+    }
+    tools = [
+        {"type": "function", "function": {"name": "f", "description": "Does f.", "parameters": parameters}},
+        {"type": "function", "function": {"name": "g", "parameters": {"type": "object", "properties": {}}}},
+    ]
+    text = load_tokenizer().apply_chat_template(CHAT[:1], tools=tools, tokenize=False)
+    line = (
+        'f(hub: "Henry Hub"|"TTF", date: string (YYYY-MM-DD), days: array of integer, terminal: "Cameron" = null, '
+        f"limit: integer = 5, key: {json.dumps(any_of)}, filter: {json.dumps(parameters['properties']['filter'])})"
+        " - Does f."
+    )
+    assert f"<tools>\n{line}\ng()\n</tools>" in text
 
 
 def test_second_fetch_is_a_fast_no_op(base_dir: Path) -> None:

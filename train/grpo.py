@@ -68,8 +68,10 @@ class GRPOConfig(BaseModel):
     teacher_base_url: str | None = None
     teacher_model: str | None = None
     teacher_tasks: int | None = Field(None, ge=0, description="None: see `teacher_task_limit`")
-    sft_tasks: int = Field(96, ge=1)
-    sft_epochs: int = Field(2, ge=1)
+    # One pass over many distinct demonstrations beats two over half as many at the same 32
+    # optimizer steps and SFT time: 62.5% vs 47.5% test success for the embedded model (README).
+    sft_tasks: int = Field(256, ge=1)
+    sft_epochs: int = Field(1, ge=1)
     sft_lr: float = Field(1e-3, gt=0)
     sft_batch_size: int = Field(8, ge=1)
     sft_min_reward: float = 0.8
@@ -83,7 +85,7 @@ class GRPOConfig(BaseModel):
     art_path: Path = Path(".art")
     runs_dir: Path = Path("runs/grpo")
     seed: int = 0
-    max_model_len: int = Field(4096, ge=512, description="vLLM context (the energy tools prompt alone is ~1.8k)")
+    max_model_len: int = Field(4096, ge=512, description="vLLM context (the energy tools prompt alone is ~1.2k)")
     lora_rank: int = Field(8, ge=1, le=512)
     weave: str | None = Field(None, description="weave project for rollouts and step metrics (off unless given)")
 
@@ -421,6 +423,10 @@ class Run:
             train_s = time.perf_counter() - started
             row["step"] = trained.step
             row["loss"] = trained.metrics.get("loss/train")
+            # probs_corr near 1 says the trainer scores the sampled tokens as vLLM did (no template drift).
+            for key in ("entropy", "probs_corr", "grad_norm", "kl_policy_ref"):
+                if _finite(trained.metrics.get(f"loss/{key}")):
+                    row[key] = trained.metrics[f"loss/{key}"]
             if trained.checkpoint_path:
                 self.state.last_checkpoint = Path(trained.checkpoint_path)
         else:
