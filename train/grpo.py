@@ -678,8 +678,8 @@ def build_parser() -> ArgumentParser:
         "(default: all with --teacher-base-url, else 16)",
     )
     w.add_argument("--sft-tasks", type=int, default=defaults.sft_tasks, help="train tasks to build SFT data from")
-    w.add_argument("--sft-epochs", type=int, default=defaults.sft_epochs)
-    w.add_argument("--sft-lr", type=float, default=defaults.sft_lr)
+    w.add_argument("--sft-epochs", type=int, default=defaults.sft_epochs, help="passes over the SFT data")
+    w.add_argument("--sft-lr", type=float, default=defaults.sft_lr, help="peak SFT learning rate (cosine schedule)")
     w.add_argument(
         "--sft-batch-size",
         type=int,

@@ -427,7 +427,7 @@ MAX_PACKED_LENGTH = 8192  # the mask is S x S
 
 def pack_shared_prefix(ids: list[torch.Tensor], labels: list[torch.Tensor]) -> dict[str, torch.Tensor] | None:
     """SFT examples that start with the same untrained prompt (an env's system prompt and tool
-    list: ~1.8k tokens for energy) as ONE sequence: the prompt once, then each example's rest, each
+    list: ~1.2k tokens for energy) as ONE sequence: the prompt once, then each example's rest, each
     masked from the others (`packed_attention_mask`, ART's own layout). Exactly the loss and
     gradients of the examples one by one, for a fraction of the compute. `head` is the number of
     prompt tokens before the rests (what `sft_backward` may run without gradient). Each rest restarts at the
