@@ -309,17 +309,23 @@ def test_packed_group_members_score_as_if_alone(tiny_model_dir: Path) -> None:
     assert not torch.allclose(unmasked[0, second_at : second_at + len(second)], second_alone, atol=1e-3)
 
 
-def test_sft_batch_packed_behind_its_shared_prompt_gives_the_same_gradients(tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize("attention", ["sdpa", "packed"])
+def test_sft_batch_packed_behind_its_shared_prompt_gives_the_same_gradients(
+    tiny_model_dir: Path, attention: str
+) -> None:
     """Three examples with one 100-token untrained prompt: one packed forward pass gives the loss
-    and the gradients of the three passes one by one (the packing is exact, only cheaper)."""
+    and the gradients of the three passes one by one (the packing is exact, only cheaper), with the
+    dense mask (sdpa) and with prompt-by-prompt attention (packed, what the backend loads)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from train.backends.compat import fix_transformers_mask_patch
+    from train.backends.packed_attention import register
     from train.backends.torch_service import _single_sft_piece, sft_backward, sft_pieces
 
     fix_transformers_mask_patch()
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    attention = register() if attention == "packed" else attention
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation=attention)
     rng = torch.Generator().manual_seed(1)
     prompt = torch.randint(5, 1000, (100,), generator=rng)
     examples = []
@@ -345,6 +351,47 @@ def test_sft_batch_packed_behind_its_shared_prompt_gives_the_same_gradients(tiny
     # Nothing shared (different prompts): one pass per example.
     other = {"input_ids": examples[0]["input_ids"].flip(1), "labels": examples[0]["labels"].flip(1)}
     assert len(sft_pieces([examples[0], other])) == 2
+
+
+def test_packed_attention_scores_and_trains_exactly_like_the_dense_mask(tiny_model_dir: Path) -> None:
+    """ART's RL packing of two groups (a prompt, then its completions, each restarting at the prompt's
+    end): prompt-by-prompt attention gives the logprobs and gradients of the dense packed mask."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from train.backends.compat import fix_transformers_mask_patch
+    from train.backends.packed_attention import PackedLayout, register, uses_packed_attention
+    from train.backends.torch_service import _token_logprobs, packed_attention_mask
+
+    fix_transformers_mask_patch()
+    dense = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    packed = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation=register())
+    assert uses_packed_attention(packed) and not uses_packed_attention(dense)
+    # (group id, parent id, length, first position) per run: prompt 11 with two completions, prompt 7 with one.
+    runs = [(11, 11, 40, 0), (-3, 11, 9, 40), (42, 11, 6, 40), (7, 7, 25, 0), (99, 7, 8, 25)]
+    group_ids = torch.cat([torch.full((n,), g) for g, _, n, _ in runs]).unsqueeze(0)
+    parent_ids = torch.cat([torch.full((n,), p) for _, p, n, _ in runs]).unsqueeze(0)
+    positions = torch.cat([torch.arange(start, start + n) for _, _, n, start in runs]).unsqueeze(0)
+    tokens = torch.randint(5, 1000, group_ids.shape, generator=torch.Generator().manual_seed(3))
+    next_tokens = torch.cat([tokens[:, 1:], tokens[:, :1]], dim=1)
+    layout = PackedLayout.from_ids(group_ids, parent_ids)
+    assert layout is not None and [s.parent for s in layout.segments] == [None, (0, 40), (0, 40), None, (55, 80)]
+
+    def run(model: torch.nn.Module, mask: object) -> tuple[torch.Tensor, torch.Tensor]:
+        model.zero_grad()
+        logprobs, entropy = _token_logprobs(model, tokens, positions, next_tokens, mask)
+        (logprobs.sum() + entropy.sum()).backward()
+        return logprobs.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    dense_logprobs, dense_grad = run(dense, packed_attention_mask(group_ids, parent_ids, dtype=torch.float32))
+    packed_logprobs, packed_grad = run(packed, layout)
+    causal_logprobs, _ = run(dense, None)
+    assert torch.allclose(packed_logprobs, dense_logprobs, atol=1e-5)
+    assert torch.allclose(packed_grad, dense_grad, atol=1e-6, rtol=1e-4)
+    assert not torch.allclose(causal_logprobs, dense_logprobs, atol=1e-3)  # the layout matters
+    # Layouts it cannot run prompt by prompt: a completion before its prompt, a group in two runs.
+    assert PackedLayout.from_ids(torch.tensor([[5, 5, 1, 1]]), torch.tensor([[1, 1, 1, 1]])) is None
+    assert PackedLayout.from_ids(torch.tensor([[1, 1, 2, 1]]), torch.tensor([[1, 1, 1, 1]])) is None
 
 
 def test_sft_batch_with_detached_prompt_matches_per_example_cached_prompt(tiny_model_dir: Path) -> None:

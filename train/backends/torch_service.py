@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from art.preprocessing.pack import DiskPackedTensors
     from art.preprocessing.tokenize import SFTBatch
 
+    from train.backends.packed_attention import PackedLayout
+
 logger = logging.getLogger(__name__)
 
 
@@ -139,8 +141,11 @@ class TorchService:
         from peft import LoraConfig, PeftModel, get_peft_model
         from transformers import AutoModelForCausalLM
 
+        from train.backends.packed_attention import register
+
         torch.set_num_threads(self.settings.num_threads)
-        base = AutoModelForCausalLM.from_pretrained(self.base_model, dtype=torch.float32)
+        attention = register()  # packed sequences attend prompt by prompt (packed_attention.py)
+        base = AutoModelForCausalLM.from_pretrained(self.base_model, dtype=torch.float32, attn_implementation=attention)
         checkpoint = self.checkpoint_dir(self.latest_step)
         if self.latest_step > 0 and (checkpoint / "adapter_config.json").is_file():
             peft_model = PeftModel.from_pretrained(base, str(checkpoint), is_trainable=True)
@@ -251,8 +256,13 @@ class TorchService:
         for group in self._optimizer.param_groups:
             group["lr"] = learning_rate
 
+        from train.backends.packed_attention import PackedLayout, uses_packed_attention
+
         next_tokens = shift_tensor(tensors["tokens"], 0)
-        mask = packed_attention_mask(tensors["group_ids"], tensors["parent_ids"], dtype=torch.float32)
+        # Prompt-by-prompt attention where the packing allows it (always, as ART packs); else the dense mask.
+        group_ids, parent_ids = tensors["group_ids"], tensors["parent_ids"]
+        layout = PackedLayout.from_ids(group_ids, parent_ids) if uses_packed_attention(model) else None
+        mask = layout or packed_attention_mask(group_ids, parent_ids, dtype=torch.float32)
         # The loss reads position t (predicting token t+1) where token t+1 was sampled, and the
         # entropy where token t was: only those positions need the LM head.
         sampled = tensors["assistant_mask"][0].bool()
@@ -384,6 +394,8 @@ def sft_backward(
     0.103, so it stays opt-in."""
     import torch
 
+    from train.backends.packed_attention import uses_packed_attention
+
     total = 0.0
     for piece in pieces:
         keep = (piece["targets"] != -100).nonzero().squeeze(-1)
@@ -392,8 +404,10 @@ def sft_backward(
         head = int(piece.get("head", 0)) if detach_prompt else 0
         inputs: dict[str, Any] = {"input_ids": piece["input_ids"][head:].unsqueeze(0)}
         inputs["position_ids"] = piece["position_ids"][head:].unsqueeze(0)
-        mask = piece.get("mask")
-        inputs["attention_mask"] = mask[:, :, head:, :] if mask is not None else None
+        if piece.get("layout") is not None and not head and uses_packed_attention(model):
+            inputs["packed_layout"] = piece["layout"]
+        elif "mask" in piece:
+            inputs["attention_mask"] = piece["mask"][:, :, head:, :]
         if head:
             with torch.no_grad():
                 prompt = model(
@@ -458,12 +472,15 @@ def pack_shared_prefix(ids: list[torch.Tensor], labels: list[torch.Tensor]) -> d
     targets = torch.cat(
         [torch.full((head,), -100), *[torch.cat([lab[head + 1 :], lab.new_tensor([-100])]) for lab in labels]]
     )
-    mask = packed_attention_mask(group_ids.unsqueeze(0), torch.zeros_like(group_ids).unsqueeze(0), dtype=torch.float32)
+    from train.backends.packed_attention import PackedLayout
+
+    group_ids, parent_ids = group_ids.unsqueeze(0), torch.zeros_like(group_ids).unsqueeze(0)
     return {
         "input_ids": input_ids,
         "position_ids": positions,
         "targets": targets,
-        "mask": mask,
+        "mask": packed_attention_mask(group_ids, parent_ids, dtype=torch.float32),  # for detach_prompt
+        "layout": PackedLayout.from_ids(group_ids, parent_ids),
         "head": torch.tensor(head),
     }
 
@@ -493,19 +510,23 @@ def _token_logprobs(
     tokens: torch.Tensor,
     positions: torch.Tensor,
     next_tokens: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | PackedLayout | None = None,
     keep: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per position t: log p(token t+1) and the entropy of the distribution at t ([B, S] each),
     the layout `art.loss.loss_fn` expects (unsloth's `_calculate_logprobs`, without its chunking).
+    `attention_mask`: a dense mask, or a packed layout (for a model loaded with its attention).
     With `keep` (sequence indices, B = 1) only those positions are computed; the rest are 0."""
     import torch
 
+    from train.backends.packed_attention import PackedLayout
+
+    masking = {"packed_layout" if isinstance(attention_mask, PackedLayout) else "attention_mask": attention_mask}
     logits = model(
         input_ids=tokens,
         position_ids=positions,
-        attention_mask=attention_mask,
         logits_to_keep=keep if keep is not None else 0,
+        **masking,
     ).logits.float()
     wanted = next_tokens if keep is None else next_tokens[:, keep]
     log_probs = torch.log_softmax(logits, dim=-1)
