@@ -20,6 +20,7 @@ import pytest
 
 from judges.base import Judge
 from rollouts.record import Trajectory
+from tests.fixtures.judge_data import PRICE, make_trajectory
 from train.grpo import GRPOConfig, run_grpo, signal_groups
 from train.loop_state import LoopState
 from train.warmstart import OraclePolicy, format_answer, should_warm_start, stratified_tasks, task_signature
@@ -37,6 +38,33 @@ class DistinctCharsJudge(Judge):
         for traj in live:
             text = next((m.get("content") or "" for m in reversed(traj.messages) if m.get("role") == "assistant"), "")
             traj.reward = min(1.0, len(set(text)) / 40)
+
+
+async def test_rubric_file_sets_the_rules_judge_weights(tmp_path: Path) -> None:
+    """`--rubric`: an outcome-only rubric makes a failed rollout that called the right tool worth 0,
+    where the default rubric pays for the call; a typo in the file is a usage error."""
+    from envs.cli import UsageError
+    from judges import build_judge
+    from train.grpo import config_from_args, load_rubric
+
+    path = tmp_path / "outcome.yaml"
+    weights = "{task_completion: 1, tool_accuracy: 0, efficiency: 0, timing: 0, format_compliance: 0}"
+    penalties = "{wrong_tool: 0, redundant_call: 0, format_error: 0, timeout: 0}"
+    path.write_text(f"weights: {weights}\npenalties: {penalties}\n")
+    config = config_from_args(["--rubric", str(path)])
+    assert config.rubric == path
+    rubric = load_rubric(config.rubric)
+    assert rubric.weights.task_completion == 1 and rubric.weights.tool_accuracy == 0
+    assert load_rubric(None) is None
+    assert load_rubric(ROOT / "examples" / "outcome_rubric.yaml").model_dump() == rubric.model_dump()  # the shipped one
+    (tmp_path / "typo.yaml").write_text("weights: {task_complete: 1}\n")
+    with pytest.raises(UsageError, match="--rubric"):
+        load_rubric(tmp_path / "typo.yaml")
+    wrong_hub = make_trajectory(PRICE, [[("get_price", {"hub": "Waha", "date": "2025-03-04"})]], success=False)
+    right = make_trajectory(PRICE, [[("get_price", {"hub": "Henry Hub", "date": "2025-03-04"})]])
+    outcome, default = build_judge("rules", rubric=rubric), build_judge("rules")
+    assert [t.reward for t in await outcome.score([wrong_hub, right])] == [0.0, 1.0]
+    assert (await default.score([wrong_hub]))[0].reward > 0.5
 
 
 def tiny_config(tmp_path: Path, tiny_model_dir: Path, name: str, **overrides: Any) -> GRPOConfig:
@@ -246,6 +274,7 @@ def test_decision_and_signal_groups() -> None:
         (["--teacher", "someone"], "--teacher"),
         (["--backend", "tpu"], "--backend"),
         (["--teacher-base-url", "http://x/v1"], "--teacher-model"),
+        (["--rubric", "/no/such/rubric.yaml"], "--rubric"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(flags: list[str], message: str) -> None:

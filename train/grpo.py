@@ -53,6 +53,7 @@ class GRPOConfig(BaseModel):
     judge: str = "rules"
     judge_model: str | None = None
     judge_base_url: str | None = None
+    rubric: Path | None = Field(None, description="rule rubric file (judges.rules.RubricConfig) for the rules judge")
     # Six steps fit the 30 minutes of the embedded default since evaluation batches more rollouts
     # and the trainer attends prompt by prompt; three moved test success by 0 points, six by +2.5/+5.
     steps: int = Field(6, ge=0)
@@ -518,6 +519,18 @@ def _check_fresh(config: GRPOConfig) -> None:
         raise UsageError(f"model {config.name!r} already has checkpoints in {checkpoints}: --resume or another --name")
 
 
+def load_rubric(path: Path | None) -> Any:
+    """The rules judge's rubric from `--rubric` (None: its defaults); UsageError on a bad file."""
+    if path is None:
+        return None
+    from judges import RubricConfig
+
+    try:
+        return RubricConfig.from_file(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--rubric: {exc}") from None
+
+
 def _base_model(config: GRPOConfig) -> str:
     if config.base_model:
         return config.base_model
@@ -547,7 +560,12 @@ async def run_grpo(
 
     if judge is None:
         try:
-            judge = build_judge(config.judge, judge_model=config.judge_model, judge_base_url=config.judge_base_url)
+            judge = build_judge(
+                config.judge,
+                judge_model=config.judge_model,
+                judge_base_url=config.judge_base_url,
+                rubric=load_rubric(config.rubric),
+            )
         except ValueError as exc:
             raise UsageError(f"--judge: {exc}") from None
     setup_tracing(config.weave)
@@ -645,6 +663,9 @@ def build_parser() -> ArgumentParser:
     j.add_argument("--judge", default=defaults.judge, help="rules | ruler | ruler+rules | ruler:0.7+rules:0.3")
     j.add_argument("--judge-model", default=None, help="model of LLM judges (key in $JUDGE_API_KEY)")
     j.add_argument("--judge-base-url", default=None, help="endpoint of LLM judges")
+    j.add_argument(
+        "--rubric", type=Path, default=None, help="weights and penalties of the rules judge (YAML or JSON file)"
+    )
     g = p.add_argument_group("GRPO")
     g.add_argument("--steps", type=int, default=defaults.steps, help="GRPO steps")
     g.add_argument("--groups-per-step", type=int, default=defaults.groups_per_step, help="tasks per step")
@@ -722,6 +743,7 @@ def config_from_args(argv: list[str] | None = None) -> GRPOConfig:
         parse_spec(args["judge"])
     except ValueError as exc:
         raise UsageError(f"--judge: {exc}") from None
+    load_rubric(args["rubric"])
     try:
         return GRPOConfig(**args)
     except ValidationError as exc:
