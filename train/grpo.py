@@ -55,7 +55,8 @@ class GRPOConfig(BaseModel):
     judge_base_url: str | None = None
     rubric: Path | None = Field(None, description="rule rubric file (judges.rules.RubricConfig) for the rules judge")
     # Six steps fit the 30 minutes of the embedded default since evaluation batches more rollouts
-    # and the trainer attends prompt by prompt; three moved test success by 0 points, six by +2.5/+5.
+    # and the trainer attends prompt by prompt. Neither three (0, 0 points) nor six (+5, +2.5,
+    # -7.5) moved test success reliably (README, Results); best_checkpoint/ guards the warm start.
     steps: int = Field(6, ge=0)
     groups_per_step: int = Field(3, ge=1)
     group_size: int = Field(4, ge=2)
