@@ -256,13 +256,8 @@ class TorchService:
         for group in self._optimizer.param_groups:
             group["lr"] = learning_rate
 
-        from train.backends.packed_attention import PackedLayout, uses_packed_attention
-
         next_tokens = shift_tensor(tensors["tokens"], 0)
-        # Prompt-by-prompt attention where the packing allows it (always, as ART packs); else the dense mask.
-        group_ids, parent_ids = tensors["group_ids"], tensors["parent_ids"]
-        layout = PackedLayout.from_ids(group_ids, parent_ids) if uses_packed_attention(model) else None
-        mask = layout or packed_attention_mask(group_ids, parent_ids, dtype=torch.float32)
+        mask = packed_attention_for(model, tensors["group_ids"], tensors["parent_ids"])
         # The loss reads position t (predicting token t+1) where token t+1 was sampled, and the
         # entropy where token t was: only those positions need the LM head.
         sampled = tensors["assistant_mask"][0].bool()
@@ -394,7 +389,7 @@ def sft_backward(
     0.103, so it stays opt-in."""
     import torch
 
-    from train.backends.packed_attention import uses_packed_attention
+    from train.backends.packed_attention import PackedLayout
 
     total = 0.0
     for piece in pieces:
@@ -404,10 +399,14 @@ def sft_backward(
         head = int(piece.get("head", 0)) if detach_prompt else 0
         inputs: dict[str, Any] = {"input_ids": piece["input_ids"][head:].unsqueeze(0)}
         inputs["position_ids"] = piece["position_ids"][head:].unsqueeze(0)
-        if piece.get("layout") is not None and not head and uses_packed_attention(model):
-            inputs["packed_layout"] = piece["layout"]
-        elif "mask" in piece:
-            inputs["attention_mask"] = piece["mask"][:, :, head:, :]
+        if "group_ids" in piece:
+            group_ids = piece["group_ids"]
+            # The cached-prompt path needs the dense mask's rows of the rests.
+            attention = packed_attention_for(model, group_ids, torch.zeros_like(group_ids), dense=bool(head))
+            if isinstance(attention, PackedLayout):
+                inputs["packed_layout"] = attention
+            else:
+                inputs["attention_mask"] = attention[:, :, head:, :]
         if head:
             with torch.no_grad():
                 prompt = model(
@@ -442,7 +441,7 @@ MAX_PACKED_LENGTH = 8192  # the mask is S x S
 def pack_shared_prefix(ids: list[torch.Tensor], labels: list[torch.Tensor]) -> dict[str, torch.Tensor] | None:
     """SFT examples that start with the same untrained prompt (an env's system prompt and tool
     list: ~1.2k tokens for energy) as ONE sequence: the prompt once, then each example's rest, each
-    masked from the others (`packed_attention_mask`, ART's own layout). Exactly the loss and
+    masked from the others (ART's own layout, `packed_attention_for`). Exactly the loss and
     gradients of the examples one by one, for a fraction of the compute. `head` is the number of
     prompt tokens before the rests (what `sft_backward` may run without gradient). Each rest restarts at the
     prompt's last token, so its first trained token is predicted from the right context.
@@ -472,17 +471,26 @@ def pack_shared_prefix(ids: list[torch.Tensor], labels: list[torch.Tensor]) -> d
     targets = torch.cat(
         [torch.full((head,), -100), *[torch.cat([lab[head + 1 :], lab.new_tensor([-100])]) for lab in labels]]
     )
-    from train.backends.packed_attention import PackedLayout
-
-    group_ids, parent_ids = group_ids.unsqueeze(0), torch.zeros_like(group_ids).unsqueeze(0)
     return {
         "input_ids": input_ids,
         "position_ids": positions,
         "targets": targets,
-        "mask": packed_attention_mask(group_ids, parent_ids, dtype=torch.float32),  # for detach_prompt
-        "layout": PackedLayout.from_ids(group_ids, parent_ids),
+        "group_ids": group_ids.unsqueeze(0),  # the prompt 0, each rest its own; every rest's parent is 0
         "head": torch.tensor(head),
     }
+
+
+def packed_attention_for(
+    model: Any, group_ids: torch.Tensor, parent_ids: torch.Tensor, *, dense: bool = False
+) -> torch.Tensor | PackedLayout:
+    """How `model` attends within a packed sequence: prompt by prompt (its layout) when the model
+    runs that attention and the packing allows it (always, as ART packs), else the dense mask."""
+    import torch
+
+    from train.backends.packed_attention import PackedLayout, uses_packed_attention
+
+    layout = None if dense or not uses_packed_attention(model) else PackedLayout.from_ids(group_ids, parent_ids)
+    return layout or packed_attention_mask(group_ids, parent_ids, dtype=torch.float32)
 
 
 def packed_attention_mask(group_ids: torch.Tensor, parent_ids: torch.Tensor, *, dtype: Any) -> torch.Tensor:
