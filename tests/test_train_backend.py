@@ -110,7 +110,12 @@ async def test_protocol_round_trip(vllm_tiny, tiny_model_dir: Path, tmp_path: Pa
                 for index, choice in enumerate(choices)
             ]
         )
-        result = await backend.train(model, [group], learning_rate=1e-3)
+        # ART's KL penalty towards an adapter on disk (train.grpo --kl: the warm start's). The policy
+        # is that adapter, so the KL is zero; the base model (LoRA off) differs after the SFT.
+        result = await backend.train(
+            model, [group], learning_rate=1e-3, kl_penalty_coef=0.5, kl_ref_adapter_path=str(checkpoint)
+        )
+        assert abs(result.metrics["loss/kl_policy_ref"]) < 1e-6, result.metrics
         assert result.step == 2
         assert math.isfinite(result.metrics["loss/train"])
         assert result.checkpoint_path and Path(result.checkpoint_path).name == "0002"

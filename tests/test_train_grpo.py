@@ -21,7 +21,7 @@ import pytest
 from judges.base import Judge
 from rollouts.record import Trajectory
 from tests.fixtures.judge_data import PRICE, make_trajectory
-from train.grpo import GRPOConfig, run_grpo, signal_groups
+from train.grpo import GRPOConfig, Run, run_grpo, signal_groups, step_tasks
 from train.loop_state import LoopState
 from train.warmstart import OraclePolicy, format_answer, should_warm_start, stratified_tasks, task_signature
 
@@ -240,6 +240,34 @@ def test_stratified_tasks_cover_every_signature_evenly() -> None:
     assert task_signature(next(t for t in tasks if t.kind == "no_tool")) == ("no_tool",)
 
 
+def test_grpo_steps_go_round_every_signature_before_repeating_one() -> None:
+    import envs
+
+    tasks = envs.load("energy").tasks("train")
+    signatures = {task_signature(task) for task in tasks}
+    steps = [step_tasks(tasks, 8, iteration, seed=1) for iteration in range(1, 9)]
+    first_round = [task_signature(task) for step in steps for task in step][: len(signatures)]
+    assert set(first_round) == signatures  # 19 signatures in the first 19 tasks: none twice
+    assert all(len({task_signature(task) for task in step}) == 8 for step in steps)
+    seen = [task.id for step in steps for task in step]
+    assert len(set(seen)) == len(seen) == 64  # no task twice before the order wraps
+    assert step_tasks(tasks, 8, 3, seed=1) == steps[2]  # a resumed run gets the same step
+    assert step_tasks(tasks, 8, 3, seed=2) != steps[2]
+    few = step_tasks(tasks[:5], 8, 1)
+    assert sorted(t.id for t in few) == sorted(t.id for t in tasks[:5])  # a small pool: each task once
+
+
+def test_kl_penalty_refers_to_the_warm_start_adapter(tmp_path: Path) -> None:
+    def run(**values: Any) -> Run:
+        return Run(GRPOConfig(runs_dir=tmp_path, **values), env=None, backend=None, model=None, judge=None)
+
+    assert run().kl_options() == {}  # off by default: ART's train() gets no KL options
+    penalised = run(kl=0.5)
+    assert penalised.kl_options() == {"kl_penalty_coef": 0.5, "kl_ref_adapter_path": None}  # no warm start: the base
+    penalised.state.warm_start = {"done": True, "step": 1, "adapter": str(tmp_path / "0001")}
+    assert penalised.kl_options() == {"kl_penalty_coef": 0.5, "kl_ref_adapter_path": str(tmp_path / "0001")}
+
+
 def test_decision_and_signal_groups() -> None:
     assert should_warm_start(0.0, 0.2) and not should_warm_start(0.5, 0.2)
     assert format_answer({"A": 1, "B": 2.5}) == "A: 1; B: 2.5."
@@ -247,7 +275,14 @@ def test_decision_and_signal_groups() -> None:
     def traj(task: str, sample: int, reward: float | None, infra: bool = False) -> Trajectory:
         error = {"kind": "infra", "message": "x"} if infra else None
         return Trajectory(
-            id=f"e:{task}:s{sample}", env="e", task_id=task, task={}, reward=reward, error=error, group=f"e:{task}"
+            id=f"e:{task}:s{sample}",
+            env="e",
+            task_id=task,
+            task={},
+            reward=reward,
+            error=error,
+            group=f"e:{task}",
+            verdict={"success": reward == 1.0},
         )
 
     scored = [
@@ -262,6 +297,12 @@ def test_decision_and_signal_groups() -> None:
     kept, counts = signal_groups(scored)
     assert [[t.id for t in group] for group in kept] == [["e:a:s0", "e:a:s1"]]
     assert counts == {"groups": 3, "groups_no_signal": 1, "groups_too_small": 1, "n_infra": 2}
+    # two failures that differ in process reward: signal for "reward", none for "success"
+    failed = [traj("d", 0, 0.6), traj("d", 1, 0.2)]
+    assert len(signal_groups(scored + failed)[0]) == 2
+    kept, counts = signal_groups(scored + failed, "success")
+    assert [[t.id for t in group] for group in kept] == [["e:a:s0", "e:a:s1"]]
+    assert counts["groups_no_signal"] == 2
 
 
 @pytest.mark.parametrize(
@@ -275,6 +316,8 @@ def test_decision_and_signal_groups() -> None:
         (["--backend", "tpu"], "--backend"),
         (["--teacher-base-url", "http://x/v1"], "--teacher-model"),
         (["--rubric", "/no/such/rubric.yaml"], "--rubric"),
+        (["--signal", "vibes"], "--signal"),
+        (["--kl", "-1"], "--kl"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(flags: list[str], message: str) -> None:

@@ -26,23 +26,23 @@ Ctrl-C stops after the current step with everything written; `--resume` continue
 from __future__ import annotations
 
 import math
-import random
 import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from envs.cli import ArgumentParser, UsageError, run_cli
 from train.backends import BACKENDS, BackendKind
 from train.loop_state import BestCheckpoint, LoopState, StopFlag
-from train.warmstart import TEACHERS, Teacher
+from train.warmstart import TEACHERS, Teacher, stratified_tasks
 
 DEFAULT_GPU_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
+Spread = Literal["reward", "success"]
 TOOL_METRICS = ("parse_rate", "func_name_accuracy", "param_f1", "exec_rate", "tool_selection_accuracy")
 
 
@@ -60,7 +60,12 @@ class GRPOConfig(BaseModel):
     steps: int = Field(6, ge=0)
     groups_per_step: int = Field(3, ge=1)
     group_size: int = Field(4, ge=2)
+    signal: Spread = Field("reward", description="spread a group needs to be trained on (signal_groups)")
     lr: float = Field(5e-5, gt=0)
+    # ART's KL penalty (`kl_penalty_coef`) towards the warm start's adapter (the base model when
+    # there was none): tokens the policy has drifted to cost advantage, so a step cannot trade the
+    # warm start's arguments away for one group's reward.
+    kl: float = Field(0.0, ge=0, description="KL penalty coefficient towards the warm start")
     max_turns: int = Field(4, ge=1)
     max_tokens: int = Field(128, ge=1, description="per policy turn")
     temperature: float = Field(0.7, ge=0)
@@ -125,9 +130,11 @@ class GRPOSummary(BaseModel):
 # --------------------------------------------------------------------------- helpers
 
 
-def signal_groups(scored: list[Any]) -> tuple[list[list[Any]], dict[str, int]]:
+def signal_groups(scored: list[Any], spread: Spread = "reward") -> tuple[list[list[Any]], dict[str, int]]:
     """Groups worth training on: infra failures and unscored members dropped, then groups with
-    fewer than two members or no reward spread (no advantage, no gradient) dropped."""
+    fewer than two members or no spread (no advantage, no gradient) dropped. With `spread="success"`
+    a group must also hold both a success and a failure: groups that all fail still differ in
+    process reward, and training on those teaches caution rather than solving the task."""
     from judges import group_trajectories
 
     kept, counts = [], {"groups": 0, "groups_no_signal": 0, "groups_too_small": 0, "n_infra": 0}
@@ -139,11 +146,24 @@ def signal_groups(scored: list[Any]) -> tuple[list[list[Any]], dict[str, int]]:
             counts["groups_too_small"] += 1
             continue
         rewards = [traj.reward for traj in live]
-        if max(rewards) - min(rewards) < 1e-6:
+        outcomes = {bool(traj.success) for traj in live}
+        if max(rewards) - min(rewards) < 1e-6 or (spread == "success" and len(outcomes) < 2):
             counts["groups_no_signal"] += 1
             continue
         kept.append(live)
     return kept, counts
+
+
+def step_tasks(tasks: Sequence[Any], per_step: int, iteration: int, *, seed: int = 0) -> list[Any]:
+    """The tasks of step `iteration` (1-based): consecutive slices of one seeded stratified order
+    (`stratified_tasks`), so every step mixes task signatures and the steps go round all of them
+    before repeating one. Random picks gave some steps several conversions and no lookup, and the
+    model learnt to end every second call with `convert_units`."""
+    order = stratified_tasks(tasks, len(tasks), seed=seed * 1_000_003 + 17, shuffled=False)
+    if not order:
+        return []
+    start = (iteration - 1) * per_step
+    return [order[(start + offset) % len(order)] for offset in range(min(per_step, len(order)))]
 
 
 async def gather_groups(groups: list[list[Any]]) -> list[Any]:
@@ -285,7 +305,7 @@ class Run:
         from rollouts import run_rollouts
         from train.eval import select_tasks
         from train.sft import SFTConfig, run_sft
-        from train.warmstart import build_sft_data, should_warm_start, stratified_tasks
+        from train.warmstart import build_sft_data, should_warm_start
 
         cfg = self.config
         if self.state.warm_start is not None:
@@ -381,9 +401,7 @@ class Run:
 
         cfg = self.config
         iteration = self.state.iteration + 1
-        rng = random.Random(cfg.seed * 1_000_003 + iteration)
-        train_tasks = self.env.tasks("train")
-        tasks = rng.sample(list(train_tasks), min(cfg.groups_per_step, len(train_tasks)))
+        tasks = step_tasks(self.env.tasks("train"), cfg.groups_per_step, iteration, seed=cfg.seed)
         served = self.model.get_inference_name()
         _log(f"step {iteration}/{cfg.steps}: {len(tasks)} tasks x {cfg.group_size} rollouts of {served}", self.started)
         started = time.perf_counter()
@@ -403,7 +421,7 @@ class Run:
         scored = await self.judge.score(trajs)
         score_s = time.perf_counter() - started
         write_jsonl(self.dir / "trajectories" / f"step_{iteration:04d}.scored.jsonl", scored)
-        groups, counts = signal_groups(scored)
+        groups, counts = signal_groups(scored, cfg.signal)
         rewards = [traj.reward for traj in scored if traj.reward is not None and not traj.is_infra_failure]
         live = [traj for traj in scored if not traj.is_infra_failure]
         metrics = compute_metrics(scored)
@@ -425,7 +443,7 @@ class Run:
         if groups:
             gathered = await gather_groups(groups)
             started = time.perf_counter()
-            trained = await self.backend.train(self.model, gathered, learning_rate=cfg.lr)
+            trained = await self.backend.train(self.model, gathered, learning_rate=cfg.lr, **self.kl_options())
             train_s = time.perf_counter() - started
             row["step"] = trained.step
             row["loss"] = trained.metrics.get("loss/train")
@@ -451,6 +469,12 @@ class Run:
             self.started,
         )
         return row
+
+    def kl_options(self) -> dict[str, Any]:
+        if not self.config.kl:
+            return {}
+        adapter = (self.state.warm_start or {}).get("adapter")
+        return {"kl_penalty_coef": self.config.kl, "kl_ref_adapter_path": str(adapter) if adapter else None}
 
     def track_best(self, step: int, success: float) -> None:
         """Copy checkpoint `step` to best_checkpoint/ when its val success is the best so far (a tie
@@ -671,7 +695,16 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--steps", type=int, default=defaults.steps, help="GRPO steps")
     g.add_argument("--groups-per-step", type=int, default=defaults.groups_per_step, help="tasks per step")
     g.add_argument("--group-size", type=int, default=defaults.group_size, help="rollouts per task (>= 2)")
+    g.add_argument(
+        "--signal",
+        choices=("reward", "success"),
+        default=defaults.signal,
+        help="train a group when its rewards differ (reward) or when it holds a success and a failure (success)",
+    )
     g.add_argument("--lr", type=float, default=defaults.lr, help="GRPO learning rate")
+    g.add_argument(
+        "--kl", type=float, default=defaults.kl, help="KL penalty towards the warm start's adapter (0: none)"
+    )
     g.add_argument("--max-turns", type=int, default=defaults.max_turns, help="policy turns per rollout")
     g.add_argument("--max-tokens", type=int, default=defaults.max_tokens, help="tokens per policy turn")
     g.add_argument("--temperature", type=float, default=defaults.temperature, help="rollout sampling temperature")

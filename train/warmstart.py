@@ -42,8 +42,9 @@ def task_signature(task: Task) -> tuple[str, ...]:
     return (task.kind, *dict.fromkeys(call.name for call in task.expected_calls))
 
 
-def stratified_tasks(tasks: Sequence[Task], limit: int, *, seed: int = 0) -> list[Task]:
-    """`limit` tasks taken round-robin over task signatures (seeded shuffle within each).
+def stratified_tasks(tasks: Sequence[Task], limit: int, *, seed: int = 0, shuffled: bool = True) -> list[Task]:
+    """`limit` tasks taken round-robin over task signatures (seeded shuffle within each); in
+    round-robin order when not `shuffled`, so that any slice of it mixes signatures.
 
     A small model learns a tool's argument names only from demonstrations that call it; a plain
     random sample of 64 energy tasks held one `get_consumption` call and no parallel storage
@@ -62,7 +63,8 @@ def stratified_tasks(tasks: Sequence[Task], limit: int, *, seed: int = 0) -> lis
         for queue in queues:
             if queue and len(chosen) < target:
                 chosen.append(queue.pop())
-    rng.shuffle(chosen)
+    if shuffled:
+        rng.shuffle(chosen)
     return chosen
 
 
