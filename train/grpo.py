@@ -9,9 +9,9 @@
 3. Warm start (`--warm-start auto`): probe the base model on a few training tasks that need tools; below
    `--warm-start-threshold` build SFT data (train.warmstart) and SFT it (train.sft.run_sft), then
    evaluate again. `FILE` SFTs on a trajectory JSONL directly; `none` skips.
-4. Each step: sample G training tasks, run K rollouts of each against the current checkpoint
-   (through `model.openai_client()`), score every group with the judge, drop infra failures and
-   groups without signal (all rewards equal), `art.gather_trajectory_groups` them into
+4. Each step: the next G training tasks (`step_tasks`), K rollouts of each against the current
+   checkpoint (through `model.openai_client()`), score every group with the judge, drop infra
+   failures and groups without signal (`signal_groups`), `art.gather_trajectory_groups` them into
    `art.TrajectoryGroup`s and `await backend.train(model, groups, learning_rate=...)`.
    Before the first step and every `--eval-every` steps evaluate on the val split; the best
    checkpoint (val success) is copied to `<run>/best_checkpoint`, the last is ART's latest.
@@ -56,7 +56,8 @@ class GRPOConfig(BaseModel):
     rubric: Path | None = Field(None, description="rule rubric file (judges.rules.RubricConfig) for the rules judge")
     # Six steps fit the 30 minutes of the embedded default since evaluation batches more rollouts
     # and the trainer attends prompt by prompt. Neither three (0, 0 points) nor six (+5, +2.5,
-    # -7.5) moved test success reliably (README, Results); best_checkpoint/ guards the warm start.
+    # -7.5; +2.5, +2.5 with `step_tasks`) moved test success reliably (README, Results);
+    # best_checkpoint/ guards the warm start.
     steps: int = Field(6, ge=0)
     groups_per_step: int = Field(3, ge=1)
     group_size: int = Field(4, ge=2)
