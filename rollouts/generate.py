@@ -53,7 +53,12 @@ def build_parser() -> ArgumentParser:
     pol.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     pol.add_argument("--top-p", type=float, default=None, help="nucleus sampling")
     pol.add_argument("--max-tokens", type=int, default=2048, help="max tokens per policy turn")
-    pol.add_argument("--seed", type=int, default=None, help="sampling seed (when the server supports it)")
+    pol.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="sampling seed (when the server supports it); each task and sample gets its own, derived from it",
+    )
     pol.add_argument(
         "--tool-choice", choices=("auto", "required", "none"), default="auto", help="tool_choice sent to the server"
     )

@@ -12,6 +12,7 @@ transient failures itself with backoff and jitter, and counts them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from typing import Any, Literal
@@ -84,6 +85,16 @@ class ChatPolicy:
     @property
     def model(self) -> str:
         return self.config.model
+
+    def for_rollout(self, task_id: str, sample: int) -> ChatPolicy:
+        """The policy for one rollout. A configured `seed` becomes a seed of its own per task and
+        sample: one seed for every request would make the samples of a task identical (vLLM
+        samples the same tokens for the same prompt and seed), leaving a GRPO group no spread."""
+        if self.config.seed is None:
+            return self
+        digest = hashlib.sha256(f"{self.config.seed}:{task_id}:{sample}".encode()).digest()
+        seed = int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+        return ChatPolicy(self.config.model_copy(update={"seed": seed}), client=self.client)
 
     @property
     def client(self) -> openai.AsyncOpenAI:

@@ -141,9 +141,11 @@ async def run_rollouts(
 
     async def worker() -> None:
         for index, task, sample in queue:  # one shared iterator: each item goes to exactly one worker
+            # A policy may vary per rollout (ChatPolicy: a seed of its own per task and sample).
+            for_rollout = getattr(policy, "for_rollout", None)
             traj = await run_one(
                 env,
-                policy,
+                for_rollout(task.id, sample) if for_rollout is not None else policy,
                 task,
                 sample=sample,
                 group=group_id(env.name, task),

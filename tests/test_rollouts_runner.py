@@ -203,3 +203,35 @@ async def test_resume_skips_written_ids(energy_env: Any, scripted_server: Script
     assert len(load_done(out)) == 1
     counts = Counter(json.loads(line)["id"] for line in out.read_text().splitlines())
     assert set(counts.values()) == {1}
+
+
+async def test_a_seed_gives_each_sample_its_own_reproducible_seed(
+    energy_env: Any, scripted_server: ScriptedServer
+) -> None:
+    """One seed on every request would make a task's samples the same completion (vLLM samples
+    the same tokens for the same prompt and seed): each (task, sample) gets a seed of its own, the
+    same on every turn of that rollout and from run to run."""
+    tasks = [task for task in energy_env.tasks("train") if task.kind == "multi_step"][:2]
+
+    async def seeds_by_question(seed: int | None) -> dict[str, list[Any]]:
+        scripted_server.set_script()
+        await run_rollouts(energy_env, policy_for(scripted_server, seed=seed), tasks, samples=3, progress=False)
+        seen: dict[str, list[Any]] = {}
+        for body in scripted_server.requests:
+            question = next(m["content"] for m in body["messages"] if m["role"] == "user")
+            seen.setdefault(question, []).append(body.get("seed"))
+        return seen
+
+    first = await seeds_by_question(7)
+    assert len(first) == 2
+    for seeds in first.values():
+        assert len(seeds) >= 6  # three samples of a multi-step task: two turns or more each
+        assert len(set(seeds)) == 3 and all(isinstance(seed, int) for seed in seeds)
+        assert all(seeds.count(seed) == len(seeds) // 3 for seed in seeds)  # every turn of a rollout alike
+    assert len({seed for seeds in first.values() for seed in seeds}) == 6
+    again = await seeds_by_question(7)
+    assert {q: sorted(s) for q, s in again.items()} == {q: sorted(s) for q, s in first.items()}
+    other = await seeds_by_question(8)
+    assert {s for seeds in other.values() for s in seeds}.isdisjoint({s for seeds in first.values() for s in seeds})
+    unseeded = await seeds_by_question(None)
+    assert {s for seeds in unseeded.values() for s in seeds} == {None}  # no seed sent unless asked for
