@@ -139,10 +139,11 @@ async def run_rollouts(
     queue = iter(work)
     started = time.perf_counter()
 
+    # A policy may vary per rollout (ChatPolicy: a seed of its own per task and sample).
+    for_rollout = getattr(policy, "for_rollout", None)
+
     async def worker() -> None:
         for index, task, sample in queue:  # one shared iterator: each item goes to exactly one worker
-            # A policy may vary per rollout (ChatPolicy: a seed of its own per task and sample).
-            for_rollout = getattr(policy, "for_rollout", None)
             traj = await run_one(
                 env,
                 for_rollout(task.id, sample) if for_rollout is not None else policy,
