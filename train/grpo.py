@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -698,7 +698,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--group-size", type=int, default=defaults.group_size, help="rollouts per task (>= 2)")
     g.add_argument(
         "--signal",
-        choices=("reward", "success"),
+        choices=get_args(Spread),
         default=defaults.signal,
         help="train a group when its rewards differ (reward) or when it holds a success and a failure (success)",
     )
