@@ -250,7 +250,7 @@ def to_art_trajectory(traj: Trajectory) -> Any:
             tokens = [
                 ChatCompletionTokenLogprob(
                     token=f"token_id:{token_id}" if token_id is not None else text,
-                    logprob=logprob,
+                    logprob=float("nan") if logprob is None else logprob,  # off-policy: not sampled
                     bytes=list(text.encode()),
                     top_logprobs=[],
                 )
@@ -285,6 +285,7 @@ def to_art_trajectory(traj: Trajectory) -> Any:
             "sample": traj.sample,
             "group": traj.group,
             "success": traj.success,
+            "off_policy": traj.off_policy,
         },
     )
 

@@ -43,6 +43,9 @@ class Trajectory(BaseModel):
     verdict: dict[str, Any] | None = None  # envs.Verdict, dumped
     sample: int = 0
     group: str | None = None  # rollouts of one task that form a GRPO group share this
+    # Not sampled from the policy being trained: a demonstration (oracle or teacher) added to a
+    # GRPO group that had no success. Its `logprobs` entries hold token ids with null logprobs.
+    off_policy: bool = False
     created: str = Field(default_factory=lambda: utc_now())
 
     @property

@@ -111,6 +111,17 @@ async def test_two_steps_then_stop_then_resume(vllm_tiny, tiny_model_dir: Path, 
     assert all(row["grad_norm"] > 0 and abs(row["probs_corr"]) <= 1 + 1e-6 for row in rows), rows  # diagnostics kept
     assert rows[0]["served"] == vllm_tiny.served_model_name and rows[1]["served"] == "loop@1"
     assert all("val_success_rate" in row for row in rows)
+    # The tiny model never succeeds: groups whose oracle demonstration fits in max_turns are guided.
+    for row in rows:
+        scored = [
+            json.loads(line) for line in (run_dir / "trajectories" / f"step_{row['iteration']:04d}.scored.jsonl").open()
+        ]
+        demos = [traj for traj in scored if traj["off_policy"]]
+        assert row["groups_guided"] == len({traj["task_id"] for traj in demos})
+        assert all(traj["verdict"]["success"] and traj["sample"] == config.group_size for traj in demos)
+        assert all(v is None for traj in demos for entry in traj["logprobs"] for v in entry["logprobs"])
+        assert row["greedy_before"] == 0.0 and row["greedy_after"] == 0.0  # re-rolled greedily, both sides
+    assert sum(row["groups_guided"] for row in rows) >= 1
     assert (run_dir / "reward_curve.png").stat().st_size > 0
     assert (tmp_path / ".art" / "energy" / "models" / "loop" / "checkpoints" / "0002" / "adapter_config.json").is_file()
     assert (run_dir / "best_checkpoint" / "adapter_config.json").is_file()
@@ -318,6 +329,10 @@ def test_decision_and_signal_groups() -> None:
         (["--rubric", "/no/such/rubric.yaml"], "--rubric"),
         (["--signal", "vibes"], "--signal"),
         (["--kl", "-1"], "--kl"),
+        (["--guidance", "psychic"], "--guidance"),
+        (["--guidance-gamma", "-0.1"], "--guidance-gamma"),
+        (["--min-spread", "-0.5"], "--min-spread"),
+        (["--accumulate", "-1"], "--accumulate"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(flags: list[str], message: str) -> None:

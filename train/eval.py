@@ -3,6 +3,7 @@
     python -m train.eval --env energy --split test --checkpoint .art/energy/models/agent/checkpoints/0003
     python -m train.eval --env energy --split test --base-url http://localhost:8000/v1 --model Qwen3-8B
     python -m train.eval --env energy --compare runs/base .art/energy/models/agent/checkpoints/0003
+    python -m train.eval --compare runs/grpo/energy/agent/eval/warm_start.jsonl runs/grpo/energy/agent/eval/grpo.jsonl
     python -m train.eval --bench bfcl --categories simple,multiple --base-url URL --model NAME  # train.bfcl
 
 A model is either a folder (a LoRA checkpoint, served on its base model by a vLLM started here, or
@@ -27,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from envs.base import Task
 from envs.cli import ArgumentParser, UsageError, run_cli
+from train.compare import Comparison, format_comparison
 
 # The metrics shown in tables, in this order (all from judges.compute_metrics except success/reward).
 TABLE_METRICS = (
@@ -166,9 +168,31 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def write_reports(reports: Sequence[EvalReport], path: Path) -> Path:
+def paired_comparisons(reports: Sequence[EvalReport]) -> list[Comparison]:
+    """Each report against the one before it, task by task (train.compare), where both kept
+    their trajectories: fixed, lost, McNemar's exact p and a bootstrap interval."""
+    from rollouts.jsonl import iter_jsonl
+    from rollouts.record import Trajectory
+    from train.compare import compare_runs
+
+    def trajectories(report: EvalReport) -> list[Trajectory] | None:
+        if report.trajectories is None or not Path(report.trajectories).is_file():
+            return None
+        return [Trajectory.model_validate(row) for row in iter_jsonl(Path(report.trajectories), strict=False)]
+
+    loaded = [trajectories(report) for report in reports]
+    return [
+        compare_runs(loaded[i - 1], loaded[i], before_label=reports[i - 1].label, after_label=reports[i].label)
+        for i in range(1, len(reports))
+        if loaded[i - 1] is not None and loaded[i] is not None
+    ]
+
+
+def write_reports(reports: Sequence[EvalReport], path: Path, *, comparisons: Sequence[Comparison] = ()) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"reports": [report.model_dump(mode="json") for report in reports]}
+    data: dict[str, Any] = {"reports": [report.model_dump(mode="json") for report in reports]}
+    if comparisons:
+        data["comparisons"] = [comparison.model_dump(mode="json") for comparison in comparisons]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)  # atomic: a crash never leaves half a JSON file
@@ -185,6 +209,7 @@ class ModelSpec(BaseModel):
     base_url: str | None = None
     model: str | None = None
     folder: Path | None = None  # a LoRA checkpoint or a full model folder
+    trajectories: Path | None = None  # an evaluation already run (its trajectory JSONL): nothing to serve
 
 
 def parse_spec(text: str) -> ModelSpec:
@@ -195,8 +220,10 @@ def parse_spec(text: str) -> ModelSpec:
             raise UsageError(f"{text!r}: give the model name after '#' (URL#MODEL)")
         return ModelSpec(label=model, base_url=url, model=model)
     folder = Path(text).expanduser()
+    if folder.is_file() and folder.suffix == ".jsonl":
+        return ModelSpec(label=folder.stem, trajectories=folder.resolve())
     if not folder.is_dir():
-        raise UsageError(f"{text!r} is neither a folder (checkpoint or model) nor URL#MODEL")
+        raise UsageError(f"{text!r} is neither a folder (checkpoint or model), URL#MODEL nor a trajectory .jsonl")
     if not (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
         raise UsageError(f"{folder}: not a LoRA checkpoint (adapter_config.json) nor a model (config.json)")
     return ModelSpec(label=folder.name if folder.name else str(folder), folder=folder.resolve())
@@ -266,7 +293,13 @@ def build_parser() -> ArgumentParser:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", type=Path, help="LoRA checkpoint or model folder, served here by vLLM")
     which.add_argument("--base-url", help="OpenAI-compatible endpoint (with --model)")
-    which.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two models: folders or URL#MODEL")
+    which.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="two models (folders or URL#MODEL) or two evaluations already run (trajectory .jsonl), "
+        "compared task by task: fixed, lost, McNemar's exact p, a bootstrap 95%% interval",
+    )
     parser.add_argument("--model", help="model name at --base-url")
     parser.add_argument("--base-model", default=None, help="base model of LoRA checkpoints (default: theirs)")
     parser.add_argument("--tasks", type=int, default=40, help="evaluate this many tasks (0: the whole split)")
@@ -314,6 +347,11 @@ async def main(argv: list[str] | None = None) -> int:
     else:
         specs = [ModelSpec(label=args.model, base_url=args.base_url, model=args.model)]
 
+    files = [spec.trajectories is not None for spec in specs]
+    if len(specs) == 2 and all(files):
+        return compare_files(specs[0], specs[1])
+    if any(files):
+        raise UsageError("a trajectory .jsonl is compared only with another (--compare A.jsonl B.jsonl)")
     import envs
     from judges import build_judge
 
@@ -351,8 +389,30 @@ async def main(argv: list[str] | None = None) -> int:
                 reports.append(report)
         finally:
             await served.aclose()
+    comparisons = paired_comparisons(reports)
     print(format_table(reports))
-    print(f"report {write_reports(reports, out)}")
+    for comparison in comparisons:
+        print(format_comparison(comparison))
+    print(f"report {write_reports(reports, out, comparisons=comparisons)}")
+    return 0
+
+
+def compare_files(a: ModelSpec, b: ModelSpec) -> int:
+    """Two evaluations already run, compared task by task (no model is served)."""
+    from rollouts.jsonl import JsonlFormatError, iter_jsonl
+    from rollouts.record import Trajectory
+    from train.compare import compare_runs
+
+    loaded = []
+    for spec in (a, b):
+        try:
+            loaded.append([Trajectory.model_validate(row) for row in iter_jsonl(Path(str(spec.trajectories)))])
+        except (JsonlFormatError, ValueError) as exc:
+            raise UsageError(f"{spec.trajectories}: not a trajectory JSONL ({str(exc).splitlines()[0]})") from None
+    comparison = compare_runs(*loaded, before_label=a.label, after_label=b.label)
+    if comparison.n_tasks == 0:
+        raise UsageError(f"{a.trajectories} and {b.trajectories} have no task in common")
+    print(format_comparison(comparison))
     return 0
 
 

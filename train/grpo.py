@@ -25,6 +25,7 @@ Ctrl-C stops after the current step with everything written; `--resume` continue
 
 from __future__ import annotations
 
+import asyncio
 import math
 import shutil
 import statistics
@@ -38,6 +39,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from envs.cli import ArgumentParser, UsageError, run_cli
 from train.backends import BACKENDS, BackendKind
+from train.guidance import Guidance
 from train.loop_state import BestCheckpoint, LoopState, StopFlag
 from train.warmstart import TEACHERS, Teacher, stratified_tasks
 
@@ -62,6 +64,15 @@ class GRPOConfig(BaseModel):
     groups_per_step: int = Field(3, ge=1)
     group_size: int = Field(4, ge=2)
     signal: Spread = Field("reward", description="spread a group needs to be trained on (signal_groups)")
+    # Group rewards are centred and divided by their std, so a near-tie such as [0.52, 0.52, 0.52,
+    # 0.53] would train as hard as a success against failures; below this spread a group is dropped.
+    min_spread: float = Field(0.05, ge=0, description="least max-min reward for a group to train")
+    # One optimizer step per GRPO step by default, gradients accumulated over all of the step's
+    # packed sequences (ART's `grad_accumulation_sequences`): one step per sequence made an AdamW
+    # step of about one group (4 rollouts) on the energy prompt.
+    accumulate: int = Field(0, ge=0, description="packed sequences per optimizer step (0: all of the step's)")
+    guidance: Guidance = Field("oracle", description="demonstration for groups with no success (train.guidance)")
+    guidance_gamma: float = Field(0.1, ge=0, description="LUFFY's shaping of demonstration tokens (0: ratio 1)")
     lr: float = Field(5e-5, gt=0)
     # ART's KL penalty (`kl_penalty_coef`) towards the warm start's adapter (the base model when
     # there was none): tokens the policy has drifted to cost advantage, so a step cannot trade the
@@ -88,7 +99,10 @@ class GRPOConfig(BaseModel):
     sft_batch_size: int = Field(8, ge=1)
     sft_min_reward: float = 0.8
     eval_every: int = Field(3, ge=0, description="0: no validation during the loop")
-    eval_tasks: int = Field(40, ge=0, description="test tasks evaluated before/after (0: the whole split)")
+    # The warm start and the final checkpoint run on the whole test split (120 energy tasks: one
+    # task is 0.8 points, not 2.5), the base model (near 0 anyway) on a subset.
+    eval_tasks: int = Field(0, ge=0, description="test tasks of the warm start and final evaluations (0: all)")
+    base_eval_tasks: int = Field(40, ge=0, description="test tasks of the base model's evaluation (0: all)")
     val_tasks: int = Field(16, ge=0)
     skip_eval: bool = False
     project: str | None = None
@@ -131,11 +145,15 @@ class GRPOSummary(BaseModel):
 # --------------------------------------------------------------------------- helpers
 
 
-def signal_groups(scored: list[Any], spread: Spread = "reward") -> tuple[list[list[Any]], dict[str, int]]:
+def signal_groups(
+    scored: list[Any], spread: Spread = "reward", *, min_spread: float = 0.0
+) -> tuple[list[list[Any]], dict[str, int]]:
     """Groups worth training on: infra failures and unscored members dropped, then groups with
-    fewer than two members or no spread (no advantage, no gradient) dropped. With `spread="success"`
-    a group must also hold both a success and a failure: groups that all fail still differ in
-    process reward, and training on those teaches caution rather than solving the task."""
+    fewer than two members or a reward spread (max - min) below `min_spread` dropped (no spread:
+    no advantage, no gradient; a near-tie: noise trained at full strength, since ART scales a
+    group's advantages by its std). With `spread="success"` a group must also hold both a success
+    and a failure: groups that all fail still differ in process reward, and training on those
+    teaches caution rather than solving the task."""
     from judges import group_trajectories
 
     kept, counts = [], {"groups": 0, "groups_no_signal": 0, "groups_too_small": 0, "n_infra": 0}
@@ -148,11 +166,17 @@ def signal_groups(scored: list[Any], spread: Spread = "reward") -> tuple[list[li
             continue
         rewards = [traj.reward for traj in live]
         outcomes = {bool(traj.success) for traj in live}
-        if max(rewards) - min(rewards) < 1e-6 or (spread == "success" and len(outcomes) < 2):
+        if max(rewards) - min(rewards) < max(min_spread, 1e-6) or (spread == "success" and len(outcomes) < 2):
             counts["groups_no_signal"] += 1
             continue
         kept.append(live)
     return kept, counts
+
+
+def success_rate(trajs: Sequence[Any]) -> float | None:
+    """Success over the trajectories that did not fail for infrastructure (None: none did)."""
+    live = [traj for traj in trajs if not traj.is_infra_failure]
+    return sum(traj.success for traj in live) / len(live) if live else None
 
 
 def step_tasks(tasks: Sequence[Any], per_step: int, iteration: int, *, seed: int = 0) -> list[Any]:
@@ -183,8 +207,9 @@ async def gather_groups(groups: list[list[Any]]) -> list[Any]:
     )
 
 
-def plot_curve(rows: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    """Reward mean ± std and success rate per step, val success as points."""
+def plot_curve(rows: list[dict[str, Any]], path: Path, title: str, *, val0: float | None = None) -> Path | None:
+    """Per step: reward mean ± std, sampled success, greedy success on the step's own tasks before
+    and after its update; val success as squares, from step 0 (`val0`: the starting checkpoint)."""
     if not rows:
         return None
     import matplotlib
@@ -204,14 +229,22 @@ def plot_curve(rows: list[dict[str, Any]], path: Path, title: str) -> Path | Non
             [m + s for m, s in zip(mean, std, strict=True)],
             alpha=0.2,
         )
-        axis.plot(x, [row.get("success_rate") or 0.0 for row in rows], marker=".", label="train success")
-        val = [(row["iteration"], row["val_success_rate"]) for row in rows if row.get("val_success_rate") is not None]
+        axis.plot(x, [row.get("success_rate") or 0.0 for row in rows], marker=".", label="sampled success")
+        for key, style, label in (
+            ("greedy_before", "v:", "greedy, step's tasks, before"),
+            ("greedy_after", "^-", "greedy, step's tasks, after"),
+        ):
+            points = [(row["iteration"], row[key]) for row in rows if row.get(key) is not None]
+            if points:
+                axis.plot(*zip(*points, strict=True), style, label=label)
+        val = [(0, val0)] if val0 is not None else []
+        val += [(row["iteration"], row["val_success_rate"]) for row in rows if row.get("val_success_rate") is not None]
         if val:
             axis.plot(*zip(*val, strict=True), "s--", label="val success")
         axis.set_xlabel("step")
         axis.set_title(title)
         axis.grid(alpha=0.3)
-        axis.legend()
+        axis.legend(fontsize=7)
         figure.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path)
@@ -242,6 +275,7 @@ class Run:
         self.state = LoopState.load(self.state_path) if config.resume and self.state_path.is_file() else LoopState()
         self.state.config = config.model_dump(mode="json")
         self.started = time.perf_counter()
+        self.tokenizer: Any = None  # the policy's, loaded when a demonstration first needs it
 
     # -- policies ------------------------------------------------------------------
 
@@ -397,7 +431,6 @@ class Run:
 
     async def grpo_step(self) -> dict[str, Any]:
         from judges import compute_metrics
-        from rollouts import run_rollouts
         from rollouts.jsonl import write_jsonl
 
         cfg = self.config
@@ -405,36 +438,39 @@ class Run:
         tasks = step_tasks(self.env.tasks("train"), cfg.groups_per_step, iteration, seed=cfg.seed)
         served = self.model.get_inference_name()
         _log(f"step {iteration}/{cfg.steps}: {len(tasks)} tasks x {cfg.group_size} rollouts of {served}", self.started)
+        steps_dir = self.dir / "trajectories"
         started = time.perf_counter()
-        result = await run_rollouts(
-            self.env,
-            self.policy(temperature=cfg.temperature, logprobs=True),
-            tasks,
-            samples=cfg.group_size,
-            concurrency=cfg.concurrency,
-            max_turns=cfg.max_turns,
-            out=self.dir / "trajectories" / f"step_{iteration:04d}.jsonl",
+        # The sampled groups and a greedy pass over the same tasks run together (vLLM batches them):
+        # greedy success before and after the update is what the step's training did to its tasks.
+        stem = steps_dir / f"step_{iteration:04d}"
+        result, greedy_before = await asyncio.gather(
+            self.rollouts(tasks, temperature=cfg.temperature, samples=cfg.group_size, out=stem.with_suffix(".jsonl")),
+            self.rollouts(tasks, temperature=0.0, samples=1, out=stem.with_suffix(".greedy_before.jsonl")),
         )
         rollout_s = time.perf_counter() - started
         trajs = result.all
+        demos = await self.guide(trajs, tasks, iteration)
         cost_before = self.judge.stats.cost_usd
         started = time.perf_counter()
-        scored = await self.judge.score(trajs)
+        scored = await self.judge.score([*trajs, *demos])
         score_s = time.perf_counter() - started
-        write_jsonl(self.dir / "trajectories" / f"step_{iteration:04d}.scored.jsonl", scored)
-        groups, counts = signal_groups(scored, cfg.signal)
-        rewards = [traj.reward for traj in scored if traj.reward is not None and not traj.is_infra_failure]
-        live = [traj for traj in scored if not traj.is_infra_failure]
-        metrics = compute_metrics(scored)
+        write_jsonl(stem.with_suffix(".scored.jsonl"), scored)
+        groups, counts = signal_groups(scored, cfg.signal, min_spread=cfg.min_spread)
+        on_policy = [traj for traj in scored if not traj.off_policy]
+        rewards = [traj.reward for traj in on_policy if traj.reward is not None and not traj.is_infra_failure]
+        live = [traj for traj in on_policy if not traj.is_infra_failure]
+        metrics = compute_metrics(on_policy)
         row: dict[str, Any] = {
             "iteration": iteration,
             "served": served,
             "reward_mean": statistics.fmean(rewards) if rewards else None,
             "reward_std": statistics.pstdev(rewards) if len(rewards) > 1 else 0.0,
             "success_rate": sum(traj.success for traj in live) / len(live) if live else None,
-            "n_trajectories": len(scored),
+            "greedy_before": success_rate(greedy_before.all),
+            "n_trajectories": len(on_policy),
             **counts,
             "groups_trained": len(groups),
+            "groups_guided": sum(1 for group in groups if any(traj.off_policy for traj in group)),
             **{key: metrics.get(key) for key in TOOL_METRICS if _finite(metrics.get(key))},
             "judge_cost_usd": self.judge.stats.cost_usd - cost_before,
             "rollout_s": rollout_s,
@@ -444,7 +480,7 @@ class Run:
         if groups:
             gathered = await gather_groups(groups)
             started = time.perf_counter()
-            trained = await self.backend.train(self.model, gathered, learning_rate=cfg.lr, **self.kl_options())
+            trained = await self.backend.train(self.model, gathered, learning_rate=cfg.lr, **self.train_options())
             train_s = time.perf_counter() - started
             row["step"] = trained.step
             row["loss"] = trained.metrics.get("loss/train")
@@ -454,8 +490,13 @@ class Run:
                     row[key] = trained.metrics[f"loss/{key}"]
             if trained.checkpoint_path:
                 self.state.last_checkpoint = Path(trained.checkpoint_path)
+            greedy_after = await self.rollouts(
+                tasks, temperature=0.0, samples=1, out=stem.with_suffix(".greedy_after.jsonl")
+            )
+            row["greedy_after"] = success_rate(greedy_after.all)
         else:
             row["step"] = await self.model.get_step()
+            row["greedy_after"] = row["greedy_before"]
             _log(f"step {iteration}: no group with reward spread, nothing to train", self.started)
         row["train_s"] = train_s
         self.state.iteration = iteration
@@ -464,12 +505,59 @@ class Run:
             row["val_success_rate"] = report["success_rate"]
             self.track_best(row["step"], report["success_rate"])
         _log(
-            f"step {iteration}: reward {_fmt(row['reward_mean'])} ± {_fmt(row['reward_std'])}, success "
-            f"{_fmt(row['success_rate'])}, {len(groups)}/{counts['groups']} groups trained "
-            f"(rollouts {rollout_s:.0f}s, train {train_s:.0f}s)",
+            f"step {iteration}: reward {_fmt(row['reward_mean'])} ± {_fmt(row['reward_std'])}, sampled success "
+            f"{_fmt(row['success_rate'])}, greedy {_fmt(row['greedy_before'])} -> {_fmt(row['greedy_after'])}, "
+            f"{len(groups)}/{counts['groups']} groups trained ({row['groups_guided']} guided; "
+            f"rollouts {rollout_s:.0f}s, train {train_s:.0f}s)",
             self.started,
         )
         return row
+
+    async def rollouts(self, tasks: list[Any], *, temperature: float, samples: int, out: Path) -> Any:
+        """The current checkpoint on `tasks` (logprobs when sampling for training), resumable at `out`."""
+        from rollouts import run_rollouts
+
+        return await run_rollouts(
+            self.env,
+            self.policy(temperature=temperature, logprobs=temperature > 0),
+            tasks,
+            samples=samples,
+            concurrency=self.config.concurrency,
+            max_turns=self.config.max_turns,
+            out=out,
+            progress=False,
+        )
+
+    async def guide(self, trajs: list[Any], tasks: list[Any], iteration: int) -> list[Any]:
+        """Demonstrations for the tasks none of whose samples succeeded (train.guidance), as
+        off-policy members of their groups."""
+        from train.guidance import as_group_member, demonstrations, policy_tokenizer, unsolved
+
+        cfg = self.config
+        if cfg.guidance == "none":
+            return []
+        missing = set(unsolved(trajs))
+        demos = await demonstrations(
+            self.env,
+            [task for task in tasks if task.id in missing],
+            source=cfg.guidance,
+            teacher=self.teacher_policy() if cfg.guidance == "teacher" else None,
+            out=self.dir / "trajectories" / f"step_{iteration:04d}.guidance.jsonl",
+            max_turns=cfg.max_turns,
+            concurrency=cfg.concurrency,
+        )
+        if demos and self.tokenizer is None:
+            self.tokenizer = policy_tokenizer(self.model)
+        return [as_group_member(demo, sample=cfg.group_size, tokenizer=self.tokenizer) for demo in demos]
+
+    def train_options(self) -> dict[str, Any]:
+        """The update's options beyond the learning rate: KL, and on the torch backend
+        accumulation and the off-policy shaping (ART's LocalBackend takes neither)."""
+        options = self.kl_options()
+        if self.config.backend == "torch":
+            options["grad_accumulation_sequences"] = self.config.accumulate or None
+            options["off_policy_gamma"] = self.config.guidance_gamma
+        return options
 
     def kl_options(self) -> dict[str, Any]:
         if not self.config.kl:
@@ -514,7 +602,10 @@ class Run:
                 log.write(row)  # the row, then the state: a crash between them re-runs the step's training only
                 self.save()
                 record("grpo_step", row)
-                plot_curve(read_rows(self.metrics_path), self.dir / "reward_curve.png", f"GRPO {self.config.name}")
+                val0 = self.state.evals.get("val@0", {}).get("success_rate")
+                plot_curve(
+                    read_rows(self.metrics_path), self.dir / "reward_curve.png", f"GRPO {self.config.name}", val0=val0
+                )
                 if on_step is not None:
                     on_step(row)
         return stop.requested and self.state.iteration < self.config.steps
@@ -582,7 +673,8 @@ async def run_grpo(
     from judges import build_judge
     from rollouts import setup_tracing
     from train.backends import make_backend, make_model
-    from train.eval import format_table, write_reports
+    from train.compare import format_comparison
+    from train.eval import format_table, paired_comparisons, write_reports
 
     if judge is None:
         try:
@@ -622,7 +714,7 @@ async def run_grpo(
             stop.install()
             try:
                 if not config.skip_eval:
-                    await run.evaluate("base", "test", config.eval_tasks)
+                    await run.evaluate("base", "test", config.base_eval_tasks)
                 if not stop.requested:
                     await run.warm_start()
                 if not config.skip_eval and not stop.requested and (run.state.warm_start or {}).get("done"):
@@ -645,8 +737,11 @@ async def run_grpo(
                 if label in run.state.evals
             ]
             if reports:
+                comparisons = paired_comparisons(reports)
                 print(format_table(reports))
-                write_reports(reports, run.dir / "summary.json")
+                for comparison in comparisons:
+                    print(format_comparison(comparison))
+                write_reports(reports, run.dir / "summary.json", comparisons=comparisons)
             step = await model.get_step()
     finally:
         if owns_backend:
@@ -702,6 +797,31 @@ def build_parser() -> ArgumentParser:
         default=defaults.signal,
         help="train a group when its rewards differ (reward) or when it holds a success and a failure (success)",
     )
+    g.add_argument(
+        "--min-spread",
+        type=float,
+        default=defaults.min_spread,
+        help="least reward spread (max - min) for a group to train: near-ties are noise at full strength",
+    )
+    g.add_argument(
+        "--accumulate",
+        type=int,
+        default=defaults.accumulate,
+        help="packed sequences per optimizer step (torch backend; 0: all of a step's, one update per step)",
+    )
+    g.add_argument(
+        "--guidance",
+        choices=get_args(Guidance),
+        default=defaults.guidance,
+        help="a group with no success gets one successful member: the env's oracle demonstration, "
+        "a teacher rollout (--teacher-base-url, else the policy few-shot), or none",
+    )
+    g.add_argument(
+        "--guidance-gamma",
+        type=float,
+        default=defaults.guidance_gamma,
+        help="LUFFY's policy shaping of demonstration tokens, p/(p+gamma) (torch backend; 0: importance ratio 1)",
+    )
     g.add_argument("--lr", type=float, default=defaults.lr, help="GRPO learning rate")
     g.add_argument(
         "--kl", type=float, default=defaults.kl, help="KL penalty towards the warm start's adapter (0: none)"
@@ -756,7 +876,12 @@ def build_parser() -> ArgumentParser:
         default=defaults.eval_every,
         help="validate before step 1 and every N steps (0: never)",
     )
-    e.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks, help="test tasks before/after (0: all)")
+    e.add_argument(
+        "--eval-tasks", type=int, default=defaults.eval_tasks, help="test tasks of the warm start and final (0: all)"
+    )
+    e.add_argument(
+        "--base-eval-tasks", type=int, default=defaults.base_eval_tasks, help="test tasks of the base model (0: all)"
+    )
     e.add_argument("--val-tasks", type=int, default=defaults.val_tasks, help="val tasks per validation (0: all)")
     e.add_argument("--skip-eval", action="store_true", help="no test evaluation before/after")
     e.add_argument(

@@ -35,7 +35,13 @@ class TorchBackendSettings(BaseModel):
     path: Path = Field(Path(".art"), description="ART's model folder: {path}/{project}/models/{name}/checkpoints/")
     lora: LoraSettings = Field(default_factory=LoraSettings)
     num_threads: int = Field(default_factory=default_threads, ge=1, description="torch intra-op threads")
-    max_grad_norm: float = Field(1.0, gt=0)
+    max_grad_norm: float = Field(1.0, gt=0, description="SFT gradient clipping")
+    # ART's reference RL optimizer (art.dev.get_model_config, megatron's default): AdamW with
+    # beta2 0.99 and clipping at 0.1. beta2 0.999 averages squared gradients over ~1000 steps, far
+    # more than a GRPO run takes, so the first steps divide by a second moment that is mostly the
+    # bias correction; 0.99 tracks the last ~100.
+    rl_max_grad_norm: float = Field(0.1, gt=0, description="RL (GRPO) gradient clipping")
+    rl_adam_beta2: float = Field(0.99, gt=0, lt=1)
     rl_weight_decay: float = Field(0.1, ge=0, description="ART's unsloth service uses 0.1 for RL")
     sft_weight_decay: float = Field(0.0, ge=0)
     sft_detach_prompt: bool = Field(

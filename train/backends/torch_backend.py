@@ -136,9 +136,20 @@ class TorchBackend(LocalBackend):
         self, model: TrainableModel, trajectory_groups: Iterable[TrajectoryGroup], **kwargs: Any
     ) -> LocalTrainResult:
         """LocalBackend's `train` (all its options: learning_rate, loss_fn "cispo"|"ppo", epsilon,
-        kl_penalty_coef, allow_training_without_logprobs, ...): one step, checkpoint, served as name@step."""
+        kl_penalty_coef, allow_training_without_logprobs, ...): one step, checkpoint, served as name@step.
+
+        Two more: `grad_accumulation_sequences` (packed sequences per optimizer step; None, the
+        default: all of them, one update per call) and `off_policy_gamma` (LUFFY's shaping of
+        tokens without sampled logprobs, `torch_service.off_policy_logprobs`; 0: ART's ratio 1)."""
+        from .torch_service import RLUpdate
+
+        update = RLUpdate(
+            accumulate=kwargs.pop("grad_accumulation_sequences", None),
+            gamma=kwargs.pop("off_policy_gamma", RLUpdate().gamma),
+        )
         if kwargs.get("packed_sequence_length") is None:
             kwargs["packed_sequence_length"] = packed_length(model, kwargs.get("logprob_calculation_chunk_size", 1024))
+        (await self._get_service(model)).rl_update = update
         with wandb_optional(model):
             return await super().train(model, choices_as_sampled(trajectory_groups), **kwargs)
 

@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import BaseModel, Field
+
 from serve.vllm import VLLMConfig, VLLMServer
 
 from .settings import TorchBackendSettings
@@ -40,6 +42,13 @@ if TYPE_CHECKING:
     from train.backends.packed_attention import PackedLayout
 
 logger = logging.getLogger(__name__)
+
+
+class RLUpdate(BaseModel):
+    """How the next RL step updates the LoRA (see `TorchService.train`)."""
+
+    accumulate: int | None = Field(None, ge=1, description="packed sequences per optimizer step (None: all)")
+    gamma: float = Field(0.1, ge=0, description="off-policy token shaping (off_policy_logprobs); 0: ratio 1")
 
 
 class TorchService:
@@ -70,6 +79,7 @@ class TorchService:
         self._optimizer: torch.optim.Optimizer | None = None
         self._mode: Literal["rl", "sft"] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.rl_update = RLUpdate()  # set by TorchBackend.train for each step
 
     # ------------------------------------------------------------------ serving
 
@@ -176,16 +186,18 @@ class TorchService:
         if self._mode is not None and self._mode != mode:
             self._optimizer.state.clear()
         self._mode = mode
-        decay = self.settings.rl_weight_decay if mode == "rl" else self.settings.sft_weight_decay
+        rl = mode == "rl"
         for group in self._optimizer.param_groups:
-            group["weight_decay"] = decay
+            group["weight_decay"] = self.settings.rl_weight_decay if rl else self.settings.sft_weight_decay
+            group["betas"] = (0.9, self.settings.rl_adam_beta2 if rl else 0.999)
         return self._optimizer
 
     def _step_optimizer(self, optimizer: torch.optim.Optimizer) -> float:
         import torch
 
         params = [param for param in self._peft.parameters() if param.requires_grad]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.settings.max_grad_norm))
+        clip = self.settings.rl_max_grad_norm if self._mode == "rl" else self.settings.max_grad_norm
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return grad_norm
@@ -218,26 +230,47 @@ class TorchService:
         _config: dev.TrainConfig,
         verbose: bool = False,
     ) -> AsyncIterator[dict[str, float]]:
-        """One RL step over ART's packed sequences; yields metrics per sequence, then checkpoints."""
+        """One RL step over ART's packed sequences; yields metrics per sequence, then checkpoints.
+
+        Gradients accumulate over windows of `config.grad_accumulation_sequences` sequences, else
+        `self.rl_update.accumulate`, else all of them (one optimizer step per GRPO step). Each
+        sequence's summed token loss is divided by the trained tokens of its whole window, so a
+        window's gradient is that of the token-mean loss over all its tokens: the same update as
+        one sequence holding every trajectory (megatron's normalisation in ART)."""
         from art.preprocessing.inputs import create_train_inputs
         from art.preprocessing.pack import packed_tensors_from_dir
 
         packed = packed_tensors_from_dir(**disk_packed_tensors)
         optimizer = await self._run(self._optimizer_for, "rl")
-        accumulate = max(1, int(config.grad_accumulation_sequences or 1))
         count = packed["tokens"].shape[0]
+        window = int(config.grad_accumulation_sequences or self.rl_update.accumulate or count)
+        # loss_fn's denominator: assistant tokens after its one-position shift.
+        trained = packed["assistant_mask"][:, 1:].sum(dim=1).tolist()
         for offset in range(count):
+            start = offset - offset % window
+            denominator = max(1.0, float(sum(trained[start : start + window])))
             inputs = create_train_inputs(packed, offset, config, _config, warmup=False)
-            metrics = await self._run(self._rl_sequence, inputs, config, _config, accumulate)
-            if (offset + 1) % accumulate == 0 or offset + 1 == count:
+            if offset == start:
+                self._set_learning_rate(inputs, config, _config)
+            metrics = await self._run(self._rl_sequence, inputs, config, _config, denominator)
+            if (offset + 1) % window == 0 or offset + 1 == count:
                 metrics["loss/grad_norm"] = await self._run(self._step_optimizer, optimizer)
             if verbose:
                 print(f"rl sequence {offset + 1}/{count}: {metrics}")
             yield metrics
         await self._finish_step()
 
+    def _set_learning_rate(self, inputs: dict[str, Any], config: types.TrainConfig, _config: dev.TrainConfig) -> None:
+        import torch
+
+        power = _config.get("num_trajectories_learning_rate_multiplier_power", 0.0)
+        trajectories = torch.unique(inputs["group_ids"]).numel() - torch.unique(inputs["parent_ids"]).numel()
+        learning_rate = config.learning_rate * (max(trajectories, 1) ** power)
+        for group in self._optimizer.param_groups:
+            group["lr"] = learning_rate
+
     def _rl_sequence(
-        self, inputs: dict[str, Any], config: types.TrainConfig, _config: dev.TrainConfig, accumulate: int
+        self, inputs: dict[str, Any], config: types.TrainConfig, _config: dev.TrainConfig, denominator: float
     ) -> dict[str, float]:
         import torch
         from art.loss import loss_fn, shift_tensor
@@ -250,12 +283,6 @@ class TorchService:
             key: value[:, :length] if isinstance(value, torch.Tensor) and value.dim() > 1 else value
             for key, value in inputs.items()
         }
-        power = _config.get("num_trajectories_learning_rate_multiplier_power", 0.0)
-        trajectories = torch.unique(tensors["group_ids"]).numel() - torch.unique(tensors["parent_ids"]).numel()
-        learning_rate = config.learning_rate * (max(trajectories, 1) ** power)
-        for group in self._optimizer.param_groups:
-            group["lr"] = learning_rate
-
         next_tokens = shift_tensor(tensors["tokens"], 0)
         mask = packed_attention_for(model, tensors["group_ids"], tensors["parent_ids"])
         # The loss reads position t (predicting token t+1) where token t+1 was sampled, and the
@@ -271,15 +298,23 @@ class TorchService:
                 ref_logprobs, _ = _token_logprobs(
                     model, tensors["tokens"], tensors["input_pos"], next_tokens, mask, keep
                 )
-        loss = loss_fn(tensors, new_logprobs, ref_logprobs, entropies, _config)  # type: ignore[arg-type]
-        (loss.policy_loss / accumulate).backward()
-        metrics = {"loss/train": float(loss.policy_loss.detach()), "loss/learning_rate": learning_rate}
+        on_policy = sampled & ~torch.isnan(tensors["logprobs"][0])
+        shaped = off_policy_logprobs(tensors["logprobs"], tensors["assistant_mask"], new_logprobs, self.rl_update.gamma)
+        loss = loss_fn(tensors | {"logprobs": shaped}, new_logprobs, ref_logprobs, entropies, _config, reduction="sum")  # type: ignore[arg-type]
+        (loss.policy_loss / denominator).backward()
+        own = max(1.0, float(tensors["assistant_mask"][0, 1:].sum()))
+        metrics = {
+            "loss/train": float(loss.policy_loss.detach()) / own,
+            "loss/learning_rate": float(self._optimizer.param_groups[0]["lr"]),
+            "loss/off_policy_tokens": float((sampled & ~on_policy).sum()),
+        }
         if loss.entropy is not None:
-            metrics["loss/entropy"] = float(loss.entropy.detach())
+            metrics["loss/entropy"] = float(loss.entropy.detach()) / own
         if loss.kl_policy_ref is not None:
             metrics["loss/kl_policy_ref"] = float(loss.kl_policy_ref)
-        if not torch.isnan(loss.probs_corr):
-            metrics["loss/probs_corr"] = float(loss.probs_corr.detach())
+        corr = sampled_probs_corr(tensors["logprobs"][0], new_logprobs[0], on_policy)
+        if corr is not None:
+            metrics["loss/probs_corr"] = corr
         return metrics
 
     @contextlib.contextmanager
@@ -366,6 +401,47 @@ class TorchService:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
+
+
+def off_policy_logprobs(
+    logprobs: torch.Tensor, assistant_mask: torch.Tensor, new_logprobs: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """Sampled logprobs ([1, S], token t at t) with the off-policy tokens' filled so that ART's
+    CISPO weight on them is LUFFY's policy shaping.
+
+    An off-policy token (a demonstration's: trained, but no sampled logprob, NaN) has no
+    behaviour probability to form an importance ratio with; ART takes the ratio as 1, a plain
+    advantage-weighted log-likelihood, which pulls hardest on the tokens the policy already
+    favours least and drives it to imitate the demonstration wholesale. LUFFY ("Learning to
+    Reason under Off-Policy Guidance", 2025) optimises f(p) = p / (p + gamma) instead, whose
+    gradient is gamma * p / (p + gamma)^2 times that of log p: at most 1/4 (at p = gamma), ~0.08
+    for tokens the policy already gives p ~ 1, and vanishing for tokens it finds very unlikely,
+    so guidance moves the middle of the distribution rather than forcing every token. Setting
+    old = log p - log w makes CISPO's detached ratio exp(new - old) exactly w (it lies inside
+    CISPO's clip range [0, 5], which assumes loss "cispo"). gamma 0 leaves the NaNs (ratio 1)."""
+    import torch
+
+    off = torch.isnan(logprobs) & assistant_mask.bool()
+    if gamma <= 0 or not bool(off.any()):
+        return logprobs
+    # new_logprobs[t] is log p(token t+1): move it one place right to line up with token t.
+    current = torch.cat([new_logprobs.new_zeros(new_logprobs.shape[0], 1), new_logprobs[:, :-1]], dim=1).detach()
+    probs = current.exp()
+    weight = (gamma * probs / (probs + gamma) ** 2).clamp_min(1e-12)
+    return torch.where(off, current - weight.log(), logprobs)
+
+
+def sampled_probs_corr(logprobs: torch.Tensor, new_logprobs: torch.Tensor, on_policy: torch.Tensor) -> float | None:
+    """ART's `probs_corr` (sampled against recomputed token probabilities) over on-policy tokens
+    only: near 1 says the trainer scores sampled tokens as vLLM did."""
+    import torch
+
+    chosen = on_policy[1:]
+    if int(chosen.sum()) < 2:
+        return None
+    pairs = torch.stack([logprobs[1:][chosen].exp(), new_logprobs[:-1][chosen].detach().exp()])
+    corr = float(torch.corrcoef(pairs)[0, 1])
+    return corr if corr == corr else None
 
 
 def sft_pieces(trajectory_tensors: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
