@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from judges.base import Judge
+from judges.base import Judge, JudgeFailure
 from rollouts.record import Trajectory
 from tests.fixtures.judge_data import PRICE, make_trajectory
 from train.grpo import GRPOConfig, Run, run_grpo, signal_groups, step_tasks
@@ -166,6 +166,38 @@ async def test_two_steps_then_stop_then_resume(vllm_tiny, tiny_model_dir: Path, 
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in rows] == [1, 2, 3, 4]
     assert rows[2]["served"] == "loop@2" and rows[3]["served"] == "loop@3"  # each step samples the latest
+
+
+class DownJudge(Judge):
+    """A judge whose endpoint is down: every group fails (JudgeFailure), so all are infra."""
+
+    name = "down"
+
+    async def _score(self, live: list[Trajectory]) -> None:
+        raise JudgeFailure("connection refused")
+
+
+async def test_a_judge_that_stays_down_stops_the_run_resumable(vllm_tiny, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Nothing is trained on a step nobody could score: the run stops with its state saved (the step
+    not counted) and a resume with a working judge runs that step."""
+    from train.grpo import EndpointDown
+
+    config = tiny_config(tmp_path, tiny_model_dir, "down", steps=1, skip_eval=True, eval_every=0, guidance="none")
+    backend = backend_for(vllm_tiny, tmp_path)
+    try:
+        with pytest.raises(EndpointDown, match="judge down"):
+            await run_grpo(config, backend=backend, judge=DownJudge())
+    finally:
+        await backend.close()
+    run_dir = tmp_path / "runs" / "energy" / "down"
+    assert LoopState.load(run_dir / "state.json").iteration == 0
+    assert not (run_dir / "metrics.jsonl").is_file() or not (run_dir / "metrics.jsonl").read_text().strip()
+    backend = backend_for(vllm_tiny, tmp_path)
+    try:
+        done = await run_grpo(config.model_copy(update={"resume": True}), backend=backend, judge=DistinctCharsJudge())
+    finally:
+        await backend.close()
+    assert done.iterations == 1 and done.step == 1
 
 
 async def test_warm_start_auto_sfts_a_model_that_fails_the_probe(

@@ -133,6 +133,11 @@ class GRPOConfig(BaseModel):
         return None if self.teacher_base_url else 16
 
 
+class EndpointDown(RuntimeError):
+    """A whole step failed for infrastructure (the policy server or the judge is down): the run
+    stops with its state saved, and `--resume` re-runs that step."""
+
+
 class GRPOSummary(BaseModel):
     run_dir: Path
     iterations: int
@@ -449,11 +454,21 @@ class Run:
         )
         rollout_s = time.perf_counter() - started
         trajs = result.all
+        if trajs and all(traj.is_infra_failure for traj in trajs):
+            raise EndpointDown(
+                f"policy at {self.model.inference_base_url}: all {len(trajs)} rollouts of step {iteration} "
+                f"failed for infrastructure ({trajs[0].error.message if trajs[0].error else 'no reply'})"
+            )
         demos = await self.guide(trajs, tasks, iteration)
         cost_before = self.judge.stats.cost_usd
         started = time.perf_counter()
         scored = await self.judge.score([*trajs, *demos])
         score_s = time.perf_counter() - started
+        if scored and all(traj.is_infra_failure for traj in scored):
+            first = scored[0].error.message if scored[0].error else "no score"
+            raise EndpointDown(
+                f"judge {self.judge.name}: all {len(scored)} trajectories of step {iteration} failed to score ({first})"
+            )
         write_jsonl(stem.with_suffix(".scored.jsonl"), scored)
         groups, counts = signal_groups(scored, cfg.signal, min_spread=cfg.min_spread)
         on_policy = [traj for traj in scored if not traj.off_policy]
@@ -485,7 +500,7 @@ class Run:
             row["step"] = trained.step
             row["loss"] = trained.metrics.get("loss/train")
             # probs_corr near 1 says the trainer scores the sampled tokens as vLLM did (no template drift).
-            for key in ("entropy", "probs_corr", "grad_norm", "kl_policy_ref"):
+            for key in ("entropy", "probs_corr", "grad_norm", "kl_policy_ref", "off_policy_tokens"):
                 if _finite(trained.metrics.get(f"loss/{key}")):
                     row[key] = trained.metrics[f"loss/{key}"]
             if trained.checkpoint_path:
@@ -914,7 +929,11 @@ def config_from_args(argv: list[str] | None = None) -> GRPOConfig:
 
 async def main(argv: list[str] | None = None) -> int:
     config = config_from_args(argv)
-    summary = await run_grpo(config)
+    try:
+        summary = await run_grpo(config)
+    except EndpointDown as exc:
+        print(f"error: {exc}; state saved, continue with --resume --name {config.name}", file=sys.stderr)
+        return 1
     if summary.stopped:
         print(f"stopped after step {summary.iterations}; continue with --resume --name {config.name}")
     return 0
