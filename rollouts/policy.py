@@ -197,11 +197,15 @@ TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying: connection trouble, timeouts, 429 and 5xx."""
+    """Errors worth retrying: connection trouble, timeouts, 429 and 5xx (the one rule of
+    rollouts.retry). A 400/401/403/404 is not: the same request fails the same way again."""
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in TRANSIENT_STATUS or exc.status_code >= 500
+    # APIStatusError, and litellm's errors (its APIError and ServiceUnavailableError carry a
+    # `status_code` without being APIStatusError).
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, openai.APIError) and isinstance(status, int):
+        return status in TRANSIENT_STATUS or status >= 500
     return isinstance(exc, TimeoutError | ConnectionError)
 
 
