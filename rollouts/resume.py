@@ -98,3 +98,13 @@ def _rewrite(path: Path, records: list[Record]) -> None:
         fh.flush()
         os.fsync(fh.fileno())  # the rename must not publish a file whose data is not on disk yet
     os.replace(tmp, path)
+
+
+def first_infra_error(path: str | Path | None) -> str | None:
+    """The message of the first infra failure in a trajectory file (for an exit line), if any."""
+    if path is None or not Path(path).exists():
+        return None
+    for record in iter_jsonl(path, strict=False):
+        if is_infra_record(record):
+            return str(record["error"].get("message"))
+    return None
