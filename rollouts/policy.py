@@ -13,6 +13,7 @@ transient failures itself with backoff and jitter, and counts them.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from typing import Any, Literal
@@ -137,7 +138,12 @@ class ChatPolicy:
         """One policy turn. Raises openai errors as they are (the caller decides what is transient)."""
         kwargs = self.request_kwargs(messages, tools)
         start = time.perf_counter()
-        completion = await self.client.chat.completions.create(**kwargs)
+        try:
+            completion = await self.client.chat.completions.create(**kwargs)
+        except json.JSONDecodeError as exc:
+            # The SDK parses the body unguarded: a torn or non-JSON reply is the server's fault, and
+            # must read as the policy server failing, not as a bug of ours ("unexpected").
+            raise PolicyError(f"the server's reply is not JSON ({exc.msg} at char {exc.pos})") from exc
         latency = time.perf_counter() - start
         if not completion.choices:
             raise PolicyError("the server returned no choices")
