@@ -9,9 +9,11 @@ and `python -m judges.score` as real subprocesses.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -323,3 +325,171 @@ async def test_resume_compacts_a_file_that_holds_an_id_twice(
     assert again.trajectories == [] and again.stats.count == 2
     records = assert_one_per_id(out, {f"energy:{task.id}:s0" for task in tasks})
     assert {Trajectory.model_validate(r).model for r in records} == {"newer"}  # the last record of each id won
+
+
+# -- an MCP server killed mid-run (stdio and streamable HTTP) ------------------------------------
+
+
+def energy_env_over(server: Any, **options: Any) -> Any:
+    """The energy env with its FastMCP server out of process (stdio or HTTP), isolated per session."""
+    from envs import MCPEnv
+    from envs.energy import SYSTEM_PROMPT, TASKS_FILE
+    from envs.verify import verify_answer
+
+    return MCPEnv(
+        {"energy": server}, name="energy", tasks=TASKS_FILE, system_prompt=SYSTEM_PROMPT,
+        verifier=verify_answer, isolation="per_session", startup_timeout_s=30, **options,
+    )  # fmt: skip
+
+
+def tool_tasks(env: Any, n: int) -> list[Any]:
+    """Tasks whose first turn calls a tool: a server killed before that call fails the rollout."""
+    return [task for task in env.tasks("train") if task.expected_calls][:n]
+
+
+def descendants_running(marker: str) -> list[int]:
+    """Pids of this process's descendants whose command line holds `marker` (Linux /proc)."""
+    parents: dict[int, int] = {}
+    cmdlines: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdlines[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    me = os.getpid()
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == me:
+                return True
+        return False
+
+    return [pid for pid, cmd in cmdlines.items() if marker in cmd and pid != me and descends(pid)]
+
+
+def kill_when_a_rollout_is_mid_turn(out: Path, server: ScriptedServer, kill: Any) -> None:
+    """Wait for one finished record, then for a rollout's first policy request (its tool call comes
+    next, 0.3 s later), and kill the MCP server then: that rollout is mid-run when it dies.
+    Runs in a thread beside the run (`anyio.to_thread`), polling the file and the server's log."""
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.read_bytes().count(b"\n") >= 1):
+        assert time.monotonic() < deadline, "no rollout finished"
+        time.sleep(0.01)
+    seen = len(server.requests)
+    while not any(not any(m.get("role") == "tool" for m in body["messages"]) for body in server.requests[seen:]):
+        assert time.monotonic() < deadline, "no rollout started after the first finished"
+        time.sleep(0.005)
+    kill()
+
+
+def assert_killed_run(result: Any, out: Path, ids: set[str]) -> int:
+    """Nothing lost or doubled; every failure infra and unscored; no model failure. Returns #infra."""
+    records = assert_one_per_id(out, ids)
+    failed = [record for record in records if record["error"] is not None]
+    assert failed, "the server was killed yet no rollout failed: the kill came too late to test anything"
+    for record in failed:
+        assert_infra_not_scored(record)
+        assert record["error"]["message"].startswith("env: "), record["error"]["message"]
+    for record in records:
+        if record["error"] is None:
+            assert record["verdict"]["success"], record["verdict"]  # never a model failure
+    assert result.stats.errors == {"infra": len(failed)}
+    return len(failed)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the server processes through /proc")
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+async def test_stdio_server_killed_mid_run_is_infra_and_resume_completes(
+    scripted_server: ScriptedServer, tmp_path: Path, start: str
+) -> None:
+    import anyio.to_thread
+
+    from envs import StdioServer
+
+    server = StdioServer(command=sys.executable, args=["-m", "envs.energy.server"], cwd=str(ROOT))
+    env = energy_env_over(server, stdio_start=start, warm_pool=2, server_log=tmp_path / "server.log")
+    out = tmp_path / "t.jsonl"
+    scripted_server.set_script(delay_s=0.3)
+
+    def kill() -> None:
+        # Every energy server process: in fork mode the zygote and all its children.
+        for pid in descendants_running("envs.energy.server"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    async with env:
+        tasks = tool_tasks(env, 4)
+        ids = {f"energy:{task.id}:s0" for task in tasks}
+        async with ChatPolicy(PolicyConfig(base_url=scripted_server.base_url, model="scripted")) as policy:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(anyio.to_thread.run_sync, kill_when_a_rollout_is_mid_turn, out, scripted_server, kill)
+                first = await run_rollouts(env, policy, tasks, out=out, retry=FAST, progress=False, concurrency=3)
+            infra = assert_killed_run(first, out, ids)
+            if start == "fork":  # the env reconnected: a new zygote served the rollouts after the kill
+                assert env.handles["energy"].fork_server.starts == 2
+                assert infra < len(tasks)
+            scripted_server.set_script()
+            second = await run_rollouts(env, policy, tasks, out=out, retry=FAST, progress=False, concurrency=3)
+    assert second.retried == infra and second.stats.errors == {}
+    assert all(r["error"] is None and r["verdict"]["success"] for r in assert_one_per_id(out, ids))
+
+
+class EnergyHttpServer:
+    """`python -m envs.energy.server --transport http` on a fixed port, startable again after a kill."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/mcp"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> EnergyHttpServer:
+        import httpx
+
+        args = [sys.executable, "-m", "envs.energy.server", "--transport", "http", "--port", str(self.port)]
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "the energy HTTP server exited during start-up"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.05)
+        raise AssertionError("the energy HTTP server did not come up")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+async def test_http_server_killed_mid_run_is_infra_and_resume_completes(
+    scripted_server: ScriptedServer, tmp_path: Path
+) -> None:
+    import anyio.to_thread
+
+    http = EnergyHttpServer(free_port()).start()
+    out = tmp_path / "t.jsonl"
+    scripted_server.set_script(delay_s=0.3)
+    try:
+        async with energy_env_over(http.url, warm_pool=0) as env:
+            tasks = tool_tasks(env, 4)
+            ids = {f"energy:{task.id}:s0" for task in tasks}
+            async with ChatPolicy(PolicyConfig(base_url=scripted_server.base_url, model="scripted")) as policy:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(
+                        anyio.to_thread.run_sync, kill_when_a_rollout_is_mid_turn, out, scripted_server, http.kill
+                    )
+                    first = await run_rollouts(env, policy, tasks, out=out, retry=FAST, progress=False, concurrency=3)
+                infra = assert_killed_run(first, out, ids)
+                http.start()  # the server is back on the same URL
+                scripted_server.set_script()
+                second = await run_rollouts(env, policy, tasks, out=out, retry=FAST, progress=False, concurrency=3)
+    finally:
+        http.kill()
+    assert second.retried == infra and second.stats.errors == {}
+    assert all(r["error"] is None and r["verdict"]["success"] for r in assert_one_per_id(out, ids))
