@@ -124,9 +124,17 @@ class Connection:
 
     @property
     def alive(self) -> bool:
+        """Whether the session can still serve. Asked before a pooled session is handed out, so a
+        warm spare whose server died while it waited is replaced, not given to an episode."""
+        if self._session is None or self._dead_reason is not None:
+            return False
         # A transport that can tell its server is gone (a forked stdio child) says so at once.
-        transport_alive = getattr(self._transport, "alive", True)
-        return self._session is not None and self._dead_reason is None and transport_alive
+        if not getattr(self._transport, "alive", True):
+            return False
+        # The SDK's session marks its dispatcher closed when the stream ends (a stdio server that
+        # exited, an HTTP stream cut); fastmcp's own stdio transport reads the same flag.
+        dispatcher = getattr(self._session, "_dispatcher", None)
+        return not getattr(dispatcher, "_closed", False)
 
     def _infra(self, reason: str) -> EnvInfraError:
         self._dead_reason = reason
