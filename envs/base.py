@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 TaskKind = Literal["single", "multi_step", "parallel", "no_tool", "open"]
 IsolationMode = Literal["shared", "per_session", "per_process"]
+# How an isolated episode's fresh stdio server starts: forked from a preloaded Python interpreter
+# (`envs.forkserver`), spawned as a new process, or "auto" (fork where the server allows it).
+StdioStart = Literal["auto", "fork", "spawn"]
 
 
 class ExpectedCall(BaseModel):

@@ -68,3 +68,25 @@ def run_cli(
         fail(f"error: {text}")
     if isinstance(result, int):
         raise SystemExit(result)
+
+
+def infra_exit_code(*, what: str, total: int, failed: int, endpoint: str, error: str | None = None) -> int:
+    """The exit-code rule of every CLI that calls an endpoint (a policy server, a judge):
+
+    - all `total` pieces of work of this run failed on infrastructure: one `error:` line naming the
+      endpoint and the first error, exit 1 (nothing useful was produced: a script must not go on);
+    - some failed: one `warning:` line with the counts, exit 0 (what was produced is good, and a
+      rerun resumes and retries just the failures);
+    - none failed, or there was nothing to do: exit 0, silently.
+
+    `what` names the work in the plural ("rollouts", "trajectories", "entries")."""
+    detail = f": {error}" if error else ""
+    if total and failed >= total:
+        print(f"error: all {total} {what} failed on infrastructure at {endpoint}{detail}", file=sys.stderr)
+        return 1
+    if failed:
+        print(
+            f"warning: {failed} of {total} {what} failed on infrastructure at {endpoint} (rerun to retry them){detail}",
+            file=sys.stderr,
+        )
+    return 0

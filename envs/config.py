@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .base import EnvConfigError, IsolationMode
+from .base import EnvConfigError, IsolationMode, StdioStart
 
 
 class StdioServer(BaseModel):
@@ -64,6 +64,7 @@ class McpGymSection(BaseModel):
     tasks: str | None = None  # a tasks JSONL, relative to the JSON's folder
     system_prompt: str | None = None
     isolation: IsolationMode | None = None
+    stdio_start: StdioStart | None = None
     name: str | None = None
 
 

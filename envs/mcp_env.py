@@ -14,6 +14,13 @@ mode gives it:
   in-process factory, or a new stdio process), started ahead of need from a
   warm pool of `warm_pool`.
 
+A fresh stdio process for a Python server (`python server.py`, `python -m
+pkg.server`) is forked from a zygote that imported the interpreter's heavy
+modules once (`envs.forkserver`, `stdio_start="auto"`): the script still runs
+from its first line in each child, so module-level state is the child's own,
+at the cost of a fork and the script's own start instead of a new interpreter.
+`stdio_start="spawn"` starts a new process per episode instead.
+
 Fresh episodes of the isolated modes all start from the server's initial
 state, so the members of a GRPO group start equal.
 
@@ -44,6 +51,7 @@ from .base import (
     EnvInfraError,
     IsolationMode,
     Observation,
+    StdioStart,
     StepResult,
     Task,
     ToolCall,
@@ -59,6 +67,7 @@ log = logging.getLogger(__name__)
 
 Verifier = Callable[[Task, str, list[ToolCall]], Verdict]
 ISOLATION_MODES: tuple[IsolationMode, ...] = ("shared", "per_session", "per_process")
+STDIO_STARTS: tuple[StdioStart, ...] = ("auto", "fork", "spawn")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -121,6 +130,10 @@ class MCPEnv:
     `isolation` defaults to the JSON's `mcpgym.isolation`, else `per_session`.
     `tasks` / `system_prompt` default to the JSON's `mcpgym` section.
     `server_log`: a file that stdio servers' stderr is appended to (default: ours).
+    `stdio_start`: how isolated episodes' fresh stdio servers start: "auto" (forked from a
+    preloaded interpreter where the command is Python running a script or `-m module` on
+    POSIX, else spawned), "fork" (insist; a config error where impossible) or "spawn".
+    Defaults to the JSON's `mcpgym.stdio_start`, else "auto".
     """
 
     def __init__(
@@ -137,6 +150,7 @@ class MCPEnv:
         warm_pool: int = 2,
         startup_timeout_s: float = 30.0,
         server_log: str | Path | None = None,
+        stdio_start: StdioStart | None = None,
     ) -> None:
         targets, config = resolve_servers(servers, name=name)
         section = config.mcpgym if config is not None else None
@@ -159,7 +173,15 @@ class MCPEnv:
         self.startup_timeout_s = startup_timeout_s
         self.config = config
         log_path = Path(server_log) if server_log is not None else None
-        self.handles = {n: ServerHandle(n, t, server_log=log_path) for n, t in targets.items()}
+        stdio_start = stdio_start or (section.stdio_start if section else None) or "auto"
+        if stdio_start not in STDIO_STARTS:
+            starts = ", ".join(STDIO_STARTS)
+            raise EnvConfigError(f"env '{name}': stdio_start must be one of {starts}, got {stdio_start!r}")
+        self.stdio_start: StdioStart = stdio_start
+        self.handles = {
+            n: ServerHandle(n, t, server_log=log_path, stdio_start=stdio_start, startup_timeout_s=startup_timeout_s)
+            for n, t in targets.items()
+        }
         for handle in self.handles.values():
             handle.check_isolation(isolation)
         self._tasks = TaskSource(tasks, env_name=name)

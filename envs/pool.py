@@ -16,7 +16,9 @@ A `ServerHandle` knows how to reach one named server (an in-process FastMCP
 object or factory, a stdio command, an HTTP URL). A `SharedConnection` is the
 one session of `shared` isolation; a `FreshPool` hands each episode its own
 new session (or new server), keeping `warm_pool` of them started ahead of need
-so the spawn overlaps other work.
+so the start overlaps other work. A fresh Python stdio server is forked by the
+handle's `ForkServer` (`envs.forkserver`) rather than spawned, unless
+`stdio_start="spawn"`.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import ValidationError
 
-from .base import EnvConfigError, EnvInfraError, IsolationMode
+from .base import EnvConfigError, EnvInfraError, IsolationMode, StdioStart
 from .config import HttpServer, StdioServer
+from .forkserver import ForkServer, ForkTransport, use_fork
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +124,17 @@ class Connection:
 
     @property
     def alive(self) -> bool:
-        return self._session is not None and self._dead_reason is None
+        """Whether the session can still serve. Asked before a pooled session is handed out, so a
+        warm spare whose server died while it waited is replaced, not given to an episode."""
+        if self._session is None or self._dead_reason is not None:
+            return False
+        # A transport that can tell its server is gone (a forked stdio child) says so at once.
+        if not getattr(self._transport, "alive", True):
+            return False
+        # The SDK's session marks its dispatcher closed when the stream ends (a stdio server that
+        # exited, an HTTP stream cut); fastmcp's own stdio transport reads the same flag.
+        dispatcher = getattr(self._session, "_dispatcher", None)
+        return not getattr(dispatcher, "_closed", False)
 
     def _infra(self, reason: str) -> EnvInfraError:
         self._dead_reason = reason
@@ -215,10 +228,20 @@ class SharedClientHttpTransport(ClientTransport):
 class ServerHandle:
     """How to reach one named server, and what a fresh one means for it."""
 
-    def __init__(self, name: str, target: Any, *, server_log: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        target: Any,
+        *,
+        server_log: Path | None = None,
+        stdio_start: StdioStart = "auto",
+        startup_timeout_s: float = 30.0,
+    ) -> None:
         self.name = name
         self.target = target
         self.server_log = server_log
+        self.stdio_start = stdio_start
+        self._startup_timeout_s = startup_timeout_s
         self.kind: ServerKind
         if isinstance(target, FastMCP):
             self.kind = "object"
@@ -232,6 +255,9 @@ class ServerHandle:
             raise EnvConfigError(f"server '{name}': unsupported server {type(target).__name__}")
         self._instance: FastMCP | None = target if isinstance(target, FastMCP) else None
         self._http_client: httpx2.AsyncClient | None = None
+        # Fresh stdio servers come forked from one preloaded interpreter where that is possible.
+        self.forks = isinstance(target, StdioServer) and use_fork(name, target, stdio_start)
+        self.fork_server: ForkServer | None = None
 
     def _build(self) -> FastMCP:
         try:
@@ -274,6 +300,12 @@ class ServerHandle:
             return FastMCPTransport(instance), (instance if fresh else None)
         if self.kind == "stdio":
             spec: StdioServer = self.target
+            if fresh and self.forks:
+                if self.fork_server is None:
+                    self.fork_server = ForkServer(
+                        self.name, spec, server_log=self.server_log, startup_timeout_s=self._startup_timeout_s
+                    )
+                return ForkTransport(self.fork_server), None
             return (
                 StdioTransport(
                     spec.command,
@@ -300,6 +332,9 @@ class ServerHandle:
         client, self._http_client = self._http_client, None
         if client is not None:
             await client.aclose()
+        fork_server, self.fork_server = self.fork_server, None
+        if fork_server is not None:
+            await fork_server.aclose()
 
     async def connect(self, *, fresh: bool, timeout_s: float) -> Connection:
         transport, instance = self.transport(fresh=fresh)

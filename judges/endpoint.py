@@ -8,13 +8,16 @@ else `OPENAI_API_KEY`) and never stored in a config, a record or a log.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import Judge, JudgeFailure, Timer
+from rollouts.policy import describe_error, is_transient
+from rollouts.retry import RetryConfig
+
+from .base import Judge, JudgeFailure
 from .cache import VerdictCache
 
 # Model prefixes litellm routes to an OpenAI-compatible server at `api_base`.
@@ -65,13 +68,25 @@ class JudgeEndpoint(BaseModel):
         return params
 
 
+# What to check when the judge refuses a request outright (not retried: it would fail the same way).
+FIX_HINTS = {
+    400: "check --judge-model and --judge-extra-body (the judge rejected the request)",
+    401: "check {key} (the judge's API key) and --judge-base-url",
+    403: "check {key} (the judge's API key: no access to this model) and --judge-base-url",
+    404: "check --judge-base-url and --judge-model (no such endpoint or model)",
+}
+
+
 class EndpointJudge(Judge):
     """A judge that asks a model at a `JudgeEndpoint`: verdicts cached by content hash, calls
-    bounded by the limiter and retried with backoff; when every attempt failed, JudgeFailure
-    (the caller masks those trajectories as infra failures, never scores them 0).
+    bounded by the limiter and retried by the policy the rollouts use (rollouts.retry: backoff
+    with jitter, transient errors only, plus malformed replies); when the attempts failed, or a
+    request was refused (400/401/403/404: not retried), JudgeFailure (the caller masks those
+    trajectories as infra failures, never scores them 0).
 
     Subclasses build the request and a cache key, and give `verdict` a coroutine making one
-    attempt; it raises one of `retryable` for a reply to try again (malformed when `_malformed`)."""
+    attempt; an error of `retryable` becomes a JudgeFailure (retried first when transient or
+    `_malformed`), any other error is a bug and propagates."""
 
     retryable: tuple[type[BaseException], ...] = (Exception,)
 
@@ -96,8 +111,19 @@ class EndpointJudge(Judge):
         return False
 
     def _describe(self, exc: BaseException) -> str:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return f"{type(exc).__name__}: {text}"
+        line = describe_error(exc)
+        status = getattr(exc, "status_code", None)
+        hint = FIX_HINTS.get(status) if isinstance(status, int) else None
+        if hint:
+            where = self.endpoint.base_url or self.endpoint.model
+            line = f"{line} from {where}; {hint.format(key=self.endpoint.api_key_env)}"
+        return line
+
+    def _retry_on(self, exc: BaseException) -> bool:
+        return is_transient(exc) or self._malformed(exc)
+
+    def _count_retry(self) -> None:
+        self.stats.retries += 1
 
     async def verdict(
         self, key: str, attempt: Callable[[], Awaitable[dict[str, Any]]]
@@ -107,22 +133,27 @@ class EndpointJudge(Judge):
         if cached is not None:
             self.stats.cache_hits += 1
             return cached, 0.0, True
-        last = "no attempt"
+        policy = RetryConfig(retries=self.retries, initial_s=self.backoff_s, jitter_s=min(self.backoff_s, 0.5))
+        attempts = 0
+        elapsed = 0.0
         async with self.limiter:
-            for index in range(self.retries + 1):
-                if index:
-                    self.stats.retries += 1
-                    await anyio.sleep(self.backoff_s * 2 ** (index - 1))
-                self.stats.judge_calls += 1
-                with Timer() as timer:
-                    try:
-                        verdict = await attempt()
-                    except self.retryable as exc:
-                        verdict, last = None, self._describe(exc)
-                        self.stats.malformed_replies += int(self._malformed(exc))
-                self.stats.latency_s += timer.elapsed
-                if verdict is not None:
-                    if self.cache is not None:
-                        self.cache.put(key, verdict)
-                    return verdict, timer.elapsed, False
-        raise JudgeFailure(f"{last[:300]} (after {self.retries + 1} attempts)")
+            try:
+                async for attempt_state in policy.retrying(retry_on=self._retry_on, on_retry=self._count_retry):
+                    with attempt_state:
+                        attempts += 1
+                        self.stats.judge_calls += 1
+                        started = time.perf_counter()
+                        try:
+                            verdict = await attempt()
+                        except self.retryable as exc:
+                            self.stats.malformed_replies += int(self._malformed(exc))
+                            raise
+                        finally:
+                            elapsed = time.perf_counter() - started
+                            self.stats.latency_s += elapsed
+            except self.retryable as exc:
+                tried = f"after {attempts} attempt{'s' * (attempts != 1)}" if self._retry_on(exc) else "not retried"
+                raise JudgeFailure(f"{self._describe(exc)[:400]} ({tried})") from exc
+        if self.cache is not None:
+            self.cache.put(key, verdict)
+        return verdict, elapsed, False

@@ -3,8 +3,10 @@
 The judge model answers under a JSON schema (`response_format` json_schema,
 which vLLM enforces with guided decoding and hosted APIs with structured
 outputs), through one `openai.AsyncOpenAI` client on any OpenAI-compatible
-endpoint. A reply that does not validate is retried; past the retries that
-trajectory becomes an infra failure (masked), never a 0. Verdicts are cached
+endpoint. A reply that does not validate, or a transient error (connection,
+timeout, 429, 5xx), is retried by the rollouts' policy (judges.endpoint); a
+refused request (400/401/403/404) is not. Past the retries that trajectory
+becomes an infra failure (masked), never a 0. Verdicts are cached
 by content hash; latency and tokens are recorded per trajectory.
 """
 
@@ -101,7 +103,7 @@ class LLMJudge(EndpointJudge):
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, ValidationError):
             return f"malformed judge reply: {exc.errors()[0]['msg']}"
-        return f"{type(exc).__name__}: {exc}"
+        return super()._describe(exc)
 
     async def _score(self, live: list[Trajectory]) -> None:
         async with anyio.create_task_group() as tg:
@@ -127,7 +129,7 @@ class LLMJudge(EndpointJudge):
             traj.metrics[f"judge/{name}"] = 0.0 if cached else float(verdict["usage"].get(name, 0))
 
     async def _ask(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        """One judge call: the verdict, or OpenAIError / ValidationError (both retried)."""
+        """One judge call: the verdict, or OpenAIError / ValidationError (retried when transient or malformed)."""
         response = await self.client.chat.completions.create(
             model=self.endpoint.served_model(),
             messages=messages,  # type: ignore[arg-type]

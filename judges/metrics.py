@@ -239,7 +239,9 @@ def json_safe(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_trajectories(path: str | Path) -> list[Trajectory]:
-    """Read a trajectory JSONL file; one clear error for a line that is not a trajectory."""
+    """Read a trajectory JSONL file, one trajectory per id (the last record of an id wins: our writers
+    compact on resume, but a file from elsewhere may repeat one); one clear error for a line that
+    is not a trajectory."""
     from pydantic import ValidationError
 
     from rollouts.jsonl import JsonlFormatError, read_jsonl
@@ -257,7 +259,11 @@ def load_trajectories(path: str | Path) -> list[Trajectory]:
             trajs.append(Trajectory.model_validate(raw))
         except ValidationError:
             raise UsageError(f"{path}: record {number} is not a trajectory") from None
-    return trajs
+    latest: dict[str, Trajectory] = {}
+    for traj in trajs:
+        latest.pop(traj.id, None)
+        latest[traj.id] = traj
+    return list(latest.values())
 
 
 def build_parser() -> ArgumentParser:

@@ -4,9 +4,19 @@
     python -m judges.score --judge ruler:0.7+rules:0.3 --judge-model Qwen/Qwen3-8B \\
         --judge-base-url http://localhost:8001/v1 data/traj.jsonl data/scored.jsonl
 
-Each group is appended to OUT as soon as it is scored (crash-safe JSONL); a
-rerun skips trajectories already in OUT, and with the verdict cache (on by
-default) re-judging costs nothing. The judge's key comes from the environment
+Each group is appended to OUT as soon as it is scored (crash-safe JSONL). A
+rerun resumes (rollouts.resume, the same rule as the rollouts): trajectories
+already in OUT are skipped, except those the judge failed on (infra failures of
+the judge, not of the rollout), which are judged again (`--keep-infra` keeps
+them); OUT is compacted to one record per id first. With the verdict cache (on
+by default) re-judging costs nothing. One run per OUT: a second one exits 2
+naming the first one's pid.
+
+Exit code (envs.cli.infra_exit_code): 1 when the judge failed on every
+trajectory it was asked about (one line naming the judge endpoint and the
+error), 0 otherwise (a warning line with the counts when it failed on some),
+2 for bad input. A 400/401/403/404 from the judge is not retried, and its line
+says which key or flag to check (JUDGE_API_KEY, --judge-base-url, ...). The judge's key comes from the environment
 (`--judge-api-key-env`, default JUDGE_API_KEY, else OPENAI_API_KEY). At the
 end it prints the metrics table (judges.metrics plus the judge's own stats:
 calls, cache hits, retries, latency, tokens) and writes it as JSON.
@@ -21,9 +31,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from envs.cli import ArgumentParser, UsageError, run_cli
-from rollouts.jsonl import JsonlAppender, iter_jsonl
+from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from rollouts.jsonl import JsonlAppender, JsonlFormatError
+from rollouts.lock import output_lock
 from rollouts.record import Trajectory
+from rollouts.resume import Record, is_infra_record, resume_records
 
 from .base import Judge, group_trajectories
 from .cache import default_cache_dir
@@ -59,6 +71,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--cache-dir", default=str(default_cache_dir()), help="verdict cache directory")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the verdict cache")
     parser.add_argument("--metrics-json", default=None, help="where to write the metrics (default OUT.metrics.json)")
+    parser.add_argument(
+        "--keep-infra", action="store_true", help="on resume, keep trajectories the judge failed on (do not rejudge)"
+    )
     return parser
 
 
@@ -94,21 +109,60 @@ def main() -> int:
     trajs = load_trajectories(src)
     if not trajs:
         raise UsageError(f"{src}: no trajectories")
-    done = {raw.get("id") for raw in iter_jsonl(dst, strict=False)} if dst.exists() else set()
-    # A group is rescored whole when any member is missing (relative judges need all of them).
-    todo = [traj for group in group_trajectories(trajs) if any(t.id not in done for t in group) for traj in group]
-    asyncio.run(score_into(judge, todo, dst, done, desc=f"judge {args.judge}"))
+    with output_lock(dst):
+        todo, done, retried = plan_scoring(trajs, dst, keep_infra=args.keep_infra)
+        written = asyncio.run(score_into(judge, todo, dst, done, desc=f"judge {args.judge}"))
     scored = load_trajectories(dst)
     values = compute_metrics(scored) | {f"judge/{key}": value for key, value in judge.report().items()}
     metrics_path = Path(args.metrics_json) if args.metrics_json else dst.with_suffix(".metrics.json")
     metrics_path.write_text(json.dumps(json_safe(values), indent=2) + "\n")
     print(format_table(values))
-    print(f"scored {len(todo)} of {len(trajs)} trajectories ({len(trajs) - len(todo)} already in {dst}); wrote {dst}")
-    return 0
+    again = f"; {retried} judged again after the judge failed on them" if retried else ""
+    print(
+        f"scored {len(todo)} of {len(trajs)} trajectories ({len(trajs) - len(todo)} already in {dst}{again}); "
+        f"wrote {dst}"
+    )
+    # The judge's work is the trajectories it was asked about: those not already infra-failed rollouts.
+    asked = [traj for traj in written if "judge_error" in traj.metrics or not traj.is_infra_failure]
+    failed = [traj for traj in asked if "judge_error" in traj.metrics]
+    return infra_exit_code(
+        what="trajectories judged",
+        total=len(asked),
+        failed=len(failed),
+        endpoint=f"judge {args.judge_base_url or args.judge_model or args.judge}",
+        error=str(failed[0].metrics["judge_error"]) if failed else None,
+    )
 
 
-async def score_into(judge: Judge, todo: list[Trajectory], dst: Path, done: set[str], *, desc: str) -> None:
-    """Score `todo` group by group, appending each group to `dst` as soon as it is scored."""
+def plan_scoring(
+    trajs: list[Trajectory], dst: Path, *, keep_infra: bool = False
+) -> tuple[list[Trajectory], set[str], int]:
+    """(the trajectories to score, the ids `dst` already holds, how many of those to score the
+    judge failed on before) for a run into
+    `dst`, resuming from it (call it holding `output_lock(dst)`: it compacts `dst`).
+
+    A record of `dst` is judged again when it is an infra failure and its input is not: the judge
+    failed on it (or the rollout was rerun since and now stands). A group is rescored whole when
+    any member is missing (relative judges need all of them); members already in `dst` are not
+    rewritten."""
+    input_infra = {traj.id: traj.is_infra_failure for traj in trajs}
+
+    def again(record: Record) -> bool:
+        return not keep_infra and is_infra_record(record) and input_infra.get(str(record.get("id"))) is False
+
+    try:
+        resumed = resume_records(dst, retry=again)
+    except JsonlFormatError as exc:
+        raise UsageError(str(exc)) from None
+    done = resumed.done_ids
+    todo = [traj for group in group_trajectories(trajs) if any(t.id not in done for t in group) for traj in group]
+    return todo, done, len(resumed.retry)
+
+
+async def score_into(judge: Judge, todo: list[Trajectory], dst: Path, done: set[str], *, desc: str) -> list[Trajectory]:
+    """Score `todo` group by group, appending each group to `dst` as soon as it is scored (members
+    in `done` are not written again); returns what was written."""
+    written: list[Trajectory] = []
     with JsonlAppender(dst) as out, tqdm(total=len(group_trajectories(todo)), unit="group", desc=desc) as bar:
 
         def write(group: list[Trajectory]) -> None:
@@ -116,12 +170,14 @@ async def score_into(judge: Judge, todo: list[Trajectory], dst: Path, done: set[
                 if traj.id not in done:
                     out.write(traj)
                     done.add(traj.id)
+                    written.append(traj)
             bar.update(1)
 
         try:
             await judge.score(todo, on_group=write)
         finally:
             await judge.aclose()
+    return written
 
 
 if __name__ == "__main__":

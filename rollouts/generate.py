@@ -10,11 +10,17 @@ the env's task split (tasks of kind "open"; write such a file with
 is never written anywhere.
 
 Safe to kill at any moment: each finished trajectory is one whole line of
-`--out`; rerunning the same command resumes (ids already written are
-skipped). `--no-resume` starts fresh and moves the old file aside to
-`OUT.<time>.bak`. A stats JSON (`--stats`, default `OUT` with `.stats.json`)
-is written at the end. Exit code: 0, or 1 when every rollout of the run failed
-on infrastructure (server down), 2 for bad input.
+`--out`; rerunning the same command resumes: ids already written are skipped,
+except infra failures (server down, timeouts), which run again (`--keep-infra`
+keeps them). The file holds one record per id (it is compacted on resume, see
+rollouts.resume). One run per `--out`: a second one on the same file exits 2
+naming the first one's pid. `--no-resume` starts fresh and moves the old file
+aside to `OUT.<time>.bak`. A stats JSON (`--stats`, default `OUT` with
+`.stats.json`) is written at the end.
+
+Exit code (envs.cli.infra_exit_code): 1 when every rollout of this run failed
+on infrastructure (one line naming the server and the error); 0 otherwise,
+with a warning line and the counts when some did; 2 for bad input.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import json
 import sys
 from pathlib import Path
 
-from envs.cli import ArgumentParser, UsageError, run_cli
+from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
 from rollouts.jsonl import JsonlFormatError
 
 from .envs_io import open_env
@@ -70,6 +76,9 @@ def build_parser() -> ArgumentParser:
     run.add_argument("--out", default="data/trajectories.jsonl", help="trajectory JSONL (appended; resumes)")
     run.add_argument("--stats", default=None, metavar="FILE", help="stats JSON (default: OUT with .stats.json)")
     run.add_argument("--no-resume", action="store_true", help="start fresh: move an existing OUT aside to OUT.*.bak")
+    run.add_argument(
+        "--keep-infra", action="store_true", help="on resume, keep infra-failed rollouts instead of running them again"
+    )
     run.add_argument("--concurrency", type=int, default=8, help="rollouts in flight")
     run.add_argument("--max-turns", type=int, default=8, help="policy turns per rollout")
     run.add_argument("--max-total-tokens", type=int, default=None, help="stop a rollout past this context length")
@@ -139,6 +148,7 @@ async def main() -> int:
                 max_total_tokens=args.max_total_tokens,
                 progress=not args.no_progress,
                 durable=args.fsync,
+                retry_infra=not args.keep_infra,
             )
     stats_file = stats_path(out, args.stats)
     stats_file.parent.mkdir(parents=True, exist_ok=True)
@@ -147,18 +157,19 @@ async def main() -> int:
     if result.moved_aside:
         print(f"moved the old {out} aside to {result.moved_aside}", file=sys.stderr)
     reward = f"{s.mean_reward:.3f}" if s.mean_reward is not None else "-"
+    retried = f" ({s.retried} of them retried after infra failures)" if s.retried else ""
     print(
-        f"{s.new} new + {s.resumed} resumed trajectories in {out}: success {s.success_rate:.1%} "
+        f"{s.new} new{retried} + {s.resumed} resumed trajectories in {out}: success {s.success_rate:.1%} "
         f"of {s.scored} scored, mean reward {reward}, errors {s.errors or '{}'}; stats in {stats_file}"
     )
-    new_infra = sum(1 for traj in result.trajectories if traj.is_infra_failure)
-    if result.trajectories and new_infra == len(result.trajectories):
-        print(
-            f"error: every rollout failed on infrastructure (first: {result.trajectories[0].error.message})",  # type: ignore[union-attr]
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    failed = [traj for traj in result.trajectories if traj.is_infra_failure]
+    return infra_exit_code(
+        what="rollouts",
+        total=len(result.trajectories),
+        failed=len(failed),
+        endpoint=args.base_url,
+        error=failed[0].error.message if failed and failed[0].error else None,
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ transient failures itself with backoff and jitter, and counts them.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from typing import Any, Literal
@@ -137,7 +138,12 @@ class ChatPolicy:
         """One policy turn. Raises openai errors as they are (the caller decides what is transient)."""
         kwargs = self.request_kwargs(messages, tools)
         start = time.perf_counter()
-        completion = await self.client.chat.completions.create(**kwargs)
+        try:
+            completion = await self.client.chat.completions.create(**kwargs)
+        except json.JSONDecodeError as exc:
+            # The SDK parses the body unguarded: a torn or non-JSON reply is the server's fault, and
+            # must read as the policy server failing, not as a bug of ours ("unexpected").
+            raise PolicyError(f"the server's reply is not JSON ({exc.msg} at char {exc.pos})") from exc
         latency = time.perf_counter() - start
         if not completion.choices:
             raise PolicyError("the server returned no choices")
@@ -197,11 +203,15 @@ TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying: connection trouble, timeouts, 429 and 5xx."""
+    """Errors worth retrying: connection trouble, timeouts, 429 and 5xx (the one rule of
+    rollouts.retry). A 400/401/403/404 is not: the same request fails the same way again."""
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in TRANSIENT_STATUS or exc.status_code >= 500
+    # APIStatusError, and litellm's errors (its APIError and ServiceUnavailableError carry a
+    # `status_code` without being APIStatusError).
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, openai.APIError) and isinstance(status, int):
+        return status in TRANSIENT_STATUS or status >= 500
     return isinstance(exc, TimeoutError | ConnectionError)
 
 

@@ -13,10 +13,16 @@ not have is dropped: it asks for something the tools cannot do.
 
 Each line: `{"id", "question", "difficulty": "easy"|"medium"|"hard", "tools": [...], "env"}`,
 the input of `python -m rollouts.generate --questions FILE` (tasks of kind "open").
+One run per `--out` (rollouts.lock: a second one exits 2 naming the first one's pid).
+
+Exit code: 1 when every request failed on infrastructure (envs.cli.infra_exit_code: one
+line naming the server and the error), or when fewer than `-n` questions came back; 0
+otherwise, with a warning line and the counts when some requests failed; 2 for bad input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -31,8 +37,10 @@ from pydantic import BaseModel, Field, ValidationError
 from tqdm.auto import tqdm
 
 from envs.base import Task
-from envs.cli import ArgumentParser, UsageError, run_cli
+from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
 from rollouts.jsonl import JsonlAppender, JsonlFormatError, iter_jsonl
+from rollouts.lock import output_lock
+from rollouts.resume import resume_records
 
 from .policy import ChatPolicy, PolicyConfig, describe_error, is_transient
 from .rollout import RetryConfig
@@ -157,7 +165,27 @@ async def _request_batch(
         return None
 
 
+class QuestionRun(BaseModel):
+    """What one `run_questions` call gave: every question (old ones first) and its counts."""
+
+    records: list[QuestionRecord]
+    counts: dict[str, int]  # requests, duplicates, unknown_tools, bad_batches, failed
+    first_error: str | None = None  # the first request that failed on infrastructure
+
+
 async def generate_questions(
+    env_name: str,
+    tools: list[dict[str, Any]],
+    policy: ChatPolicy,
+    n: int,
+    **options: Any,
+) -> list[QuestionRecord]:
+    """Collect `n` unique questions (fewer if `max_requests` runs out); returns all of them, old
+    ones first. Options as `run_questions`."""
+    return (await run_questions(env_name, tools, policy, n, **options)).records
+
+
+async def run_questions(
     env_name: str,
     tools: list[dict[str, Any]],
     policy: ChatPolicy,
@@ -169,14 +197,41 @@ async def generate_questions(
     max_requests: int | None = None,
     retry: RetryConfig | None = None,
     progress: bool = True,
-) -> list[QuestionRecord]:
-    """Collect `n` unique questions (fewer if `max_requests` runs out); returns all of them, old ones first."""
-    retry = retry or RetryConfig()
-    tool_names = {tool.get("function", tool).get("name") for tool in tools}
+) -> QuestionRun:
+    """`generate_questions` with its counts; holds the one-writer lock of `out`."""
     out_path = Path(out) if out is not None else None
+    with output_lock(out_path) if out_path is not None else contextlib.nullcontext():
+        return await _questions_locked(
+            env_name,
+            tools,
+            policy,
+            n,
+            out_path,
+            batch_size,
+            concurrency,
+            max_requests,
+            retry or RetryConfig(),
+            progress,
+        )
+
+
+async def _questions_locked(
+    env_name: str,
+    tools: list[dict[str, Any]],
+    policy: ChatPolicy,
+    n: int,
+    out_path: Path | None,
+    batch_size: int,
+    concurrency: int,
+    max_requests: int | None,
+    retry: RetryConfig,
+    progress: bool,
+) -> QuestionRun:
+    tool_names = {tool.get("function", tool).get("name") for tool in tools}
     accepted: list[QuestionRecord] = []
-    if out_path is not None and out_path.exists():
-        for number, record in enumerate(iter_jsonl(out_path), start=1):
+    if out_path is not None and out_path.exists():  # noqa: ASYNC240  (once, before any request)
+        # Questions have no infra failures to retry: one record per id, compacted (rollouts.resume).
+        for number, record in enumerate(resume_records(out_path, retry=None).records, start=1):
             try:
                 accepted.append(QuestionRecord.model_validate(record))
             except ValidationError:
@@ -184,6 +239,7 @@ async def generate_questions(
     seen = {normalize(record.question) for record in accepted}
     budget = max_requests if max_requests is not None else math.ceil(max(n - len(accepted), 0) / batch_size) * 4 + 4
     counts = {"requests": 0, "duplicates": 0, "unknown_tools": 0, "bad_batches": 0, "failed": 0}
+    errors: list[str] = []
     appender = JsonlAppender(out_path) if out_path is not None else None
     bar = tqdm(total=n, initial=min(len(accepted), n), desc="questions", unit="q", disable=not progress)
 
@@ -222,6 +278,7 @@ async def generate_questions(
                 if not is_transient(exc) and not _is_api_error(exc):
                     raise
                 counts["failed"] += 1
+                errors.append(describe_error(exc))
                 print(f"warning: question batch failed: {describe_error(exc)}", file=sys.stderr)
                 continue
             if batch is None:
@@ -244,7 +301,7 @@ async def generate_questions(
         f"{counts['bad_batches']} bad batches, {counts['failed']} failed requests)",
         file=sys.stderr,
     )
-    return accepted
+    return QuestionRun(records=accepted, counts=counts, first_error=errors[0] if errors else None)
 
 
 def _is_api_error(exc: BaseException) -> bool:
@@ -313,7 +370,7 @@ async def main() -> int:
         base_url=args.base_url, model=args.model, temperature=args.temperature, max_tokens=args.max_tokens
     )
     async with ChatPolicy(config) as policy:
-        records = await generate_questions(
+        run = await run_questions(
             env.name,
             tools,
             policy,
@@ -325,8 +382,18 @@ async def main() -> int:
             retry=RetryConfig(retries=args.retries),
             progress=not args.no_progress,
         )
-    print(f"{len(records)} questions in {args.out}")
-    return 0 if len(records) >= args.n else 1
+    print(f"{len(run.records)} questions in {args.out}")
+    code = infra_exit_code(
+        what="question requests",
+        total=run.counts["requests"],
+        failed=run.counts["failed"],
+        endpoint=args.base_url,
+        error=run.first_error,
+    )
+    if code == 0 and len(run.records) < args.n:
+        print(f"error: only {len(run.records)} of the {args.n} questions asked for", file=sys.stderr)
+        return 1
+    return code
 
 
 if __name__ == "__main__":

@@ -22,13 +22,12 @@ from collections import Counter
 from typing import Any, Literal, Protocol
 
 import anyio
-from pydantic import BaseModel
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from envs.base import EnvInfraError, Task, ToolCall, ToolOutcome, Verdict
 from rollouts.record import Trajectory, TrajectoryError, TurnStats, trajectory_id
 
 from .policy import PolicyTurn, describe_error, is_context_overflow, is_transient
+from .retry import RetryConfig
 
 
 class Policy(Protocol):
@@ -38,25 +37,6 @@ class Policy(Protocol):
     def model(self) -> str: ...
 
     async def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> PolicyTurn: ...
-
-
-class RetryConfig(BaseModel):
-    """Retries of one policy call on transient errors (connection, timeout, 429, 5xx)."""
-
-    retries: int = 4  # attempts after the first
-    initial_s: float = 0.5  # first backoff; doubles each time
-    max_s: float = 20.0
-    jitter_s: float = 0.5  # uniform random extra, so a burst of 429s does not retry in lockstep
-
-    def retrying(self, counter: Counter[str] | None = None) -> AsyncRetrying:
-        """A tenacity loop: transient errors only, `initial_s * 2**n + U(0, jitter_s)` capped at `max_s`."""
-        return AsyncRetrying(
-            retry=retry_if_exception(is_transient),
-            stop=stop_after_attempt(self.retries + 1),
-            wait=wait_exponential_jitter(multiplier=self.initial_s, max=self.max_s, jitter=self.jitter_s),
-            before_sleep=(lambda state: counter.update(["policy_retries"])) if counter is not None else None,
-            reraise=True,
-        )
 
 
 class InfraFailure(Exception):

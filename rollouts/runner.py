@@ -13,16 +13,22 @@ GRPO trainer (with `out=None`, in memory) both call it.
 - Crash safety: every finished trajectory is appended as one whole line and
   flushed (`rollouts.jsonl.JsonlAppender`), so `kill -9` at any moment leaves
   a readable file that holds everything reported done.
-- Resume (default): ids already in `out` are skipped. `resume=False` starts
-  fresh by MOVING the old file aside to `<out>.<UTC time>.bak` — starting over
-  never destroys data.
+- One writer per file: the run holds `rollouts.lock.output_lock(out)` from
+  before it reads `out` until its last line is written; a second run on the
+  same file raises `OutputLocked` (its CLI: one line naming the pid, exit 2).
+- Resume (default, `rollouts.resume.resume_records`): ids already in `out` are
+  skipped, except those whose record is an infra failure: those run again
+  (`retry_infra=False` keeps them). The file is compacted first, so it holds
+  one record per id at every moment. `resume=False` starts fresh by MOVING the
+  old file aside to `<out>.<UTC time>.bak` — starting over never destroys data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from envs.base import Task
-from rollouts.jsonl import JsonlAppender, JsonlFormatError, iter_jsonl
+from rollouts.jsonl import JsonlAppender, JsonlFormatError
+from rollouts.lock import output_lock
 from rollouts.record import Trajectory, trajectory_id
+from rollouts.resume import is_infra_record, resume_records
 
 from .rollout import Policy, RetryConfig, rollout
 from .stats import RunStats, compute_stats
@@ -45,6 +53,7 @@ class RunResult(BaseModel):
     trajectories: list[Trajectory]  # the ones this call ran, in task x sample order
     stats: RunStats  # over the whole output file when `out` is given (resumed ones included)
     skipped: int = 0  # ids found in `out` and not run again
+    retried: int = 0  # ids found in `out` as infra failures and run again
     out: Path | None = None
     moved_aside: Path | None = None  # where `resume=False` put the old file
     previous: list[Trajectory] = Field(default_factory=list, exclude=True)
@@ -70,12 +79,8 @@ def move_aside(path: Path) -> Path | None:
     return target
 
 
-def load_done(path: Path) -> list[Trajectory]:
-    """The trajectories already in `path` (a torn last line from a crash is skipped).
-    A bad line in the middle raises `JsonlFormatError`."""
-    if not path.exists():
-        return []
-    records = list(iter_jsonl(path))  # a broken line anywhere is reported before any schema problem
+def to_trajectories(path: Path, records: Iterable[dict[str, Any]]) -> list[Trajectory]:
+    """Validate resumed records; one that is not a trajectory raises `JsonlFormatError`."""
     done = []
     for number, record in enumerate(records, start=1):
         try:
@@ -83,6 +88,12 @@ def load_done(path: Path) -> list[Trajectory]:
         except ValidationError:
             raise JsonlFormatError(f"{path}: record {number} is not a trajectory") from None
     return done
+
+
+def load_done(path: Path) -> list[Trajectory]:
+    """The trajectories of `path`, one per id (the last), infra failures included. Call it
+    holding the output lock: it compacts `path` (see rollouts.resume)."""
+    return to_trajectories(path, resume_records(path, retry=None).records)
 
 
 async def run_rollouts(
@@ -102,17 +113,62 @@ async def run_rollouts(
     progress: bool = True,
     durable: bool = False,
     on_trajectory: Callable[[Trajectory], None] | None = None,
+    retry_infra: bool = True,
 ) -> RunResult:
     """Run every task `samples` times and return the trajectories and their stats."""
     if samples < 1 or concurrency < 1 or max_turns < 1:
         raise ValueError("samples, concurrency and max_turns must be at least 1")
-    retry = retry or RetryConfig(retries=retries)
     out_path = Path(out) if out is not None else None
+    with output_lock(out_path) if out_path is not None else contextlib.nullcontext():
+        return await _run_locked(
+            env,
+            policy,
+            tasks,
+            samples=samples,
+            concurrency=concurrency,
+            out_path=out_path,
+            resume=resume,
+            timeout_s=timeout_s,
+            retry=retry or RetryConfig(retries=retries),
+            max_turns=max_turns,
+            max_total_tokens=max_total_tokens,
+            progress=progress,
+            durable=durable,
+            on_trajectory=on_trajectory,
+            retry_infra=retry_infra,
+        )
+
+
+async def _run_locked(
+    env: Any,
+    policy: Policy,
+    tasks: Sequence[Task],
+    *,
+    samples: int,
+    concurrency: int,
+    out_path: Path | None,
+    resume: bool,
+    timeout_s: float | None,
+    retry: RetryConfig,
+    max_turns: int,
+    max_total_tokens: int | None,
+    progress: bool,
+    durable: bool,
+    on_trajectory: Callable[[Trajectory], None] | None,
+    retry_infra: bool,
+) -> RunResult:
     moved = None
     previous: list[Trajectory] = []
+    retried = 0
+    wanted = {trajectory_id(env.name, task.id, sample) for task in tasks for sample in range(samples)}
     if out_path is not None:
         if resume:
-            previous = load_done(out_path)
+            # Only infra failures of this run's tasks are taken out: others stay until a run asks for them.
+            def again(record: dict[str, Any]) -> bool:
+                return retry_infra and is_infra_record(record) and str(record.get("id")) in wanted
+
+            resumed = resume_records(out_path, retry=again)
+            previous, retried = to_trajectories(out_path, resumed.records), len(resumed.retry)
         else:
             moved = move_aside(out_path)
     done_ids = {traj.id for traj in previous}
@@ -173,7 +229,16 @@ async def run_rollouts(
     wall = time.perf_counter() - started
     new = [results[key] for key in sorted(results)]
     stats = compute_stats([*previous, *new], new=len(new), wall_s=wall)
-    return RunResult(trajectories=new, stats=stats, skipped=skipped, out=out_path, moved_aside=moved, previous=previous)
+    stats.retried = retried
+    return RunResult(
+        trajectories=new,
+        stats=stats,
+        skipped=skipped,
+        retried=retried,
+        out=out_path,
+        moved_aside=moved,
+        previous=previous,
+    )
 
 
 def _tick(bar: Any, tally: dict[str, int], traj: Trajectory) -> None:

@@ -27,6 +27,7 @@ class RunStats(BaseModel):
     count: int = 0
     new: int = 0  # written by this run
     resumed: int = 0  # already in the file and skipped
+    retried: int = 0  # of `new`: ids the file held as infra failures, run again on resume
     scored: int = 0  # count minus infra failures
     success: int = 0
     success_rate: float = 0.0

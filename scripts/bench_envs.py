@@ -8,11 +8,15 @@
    - the floor: one raw shared stdio session (the MCP SDK) and one OpenAI client;
    - ART's MCP-example pattern: a new stdio server and client session per
      rollout, and a new OpenAI client per turn.
+3. Isolation of a stateful Python stdio server (issue 20's harness): `shared`,
+   `per_session` with each rollout's fresh server forked from a preloaded
+   interpreter (`envs.forkserver`) or spawned, and ART's pattern, at concurrency 16.
 
 Prints a table and writes JSON (default runs/bench/envs.json). Not a test.
 
     python scripts/bench_envs.py            # about 2 minutes on 2 cores
     python scripts/bench_envs.py --quick    # smaller counts
+    python scripts/bench_envs.py --section isolation --iso-rollouts 128   # issue 20's harness only
 """
 
 from __future__ import annotations
@@ -302,6 +306,66 @@ async def bench_env_rollouts(env: Any, base_url: str, n: int, concurrency: int) 
         return await measure_rollouts(n, concurrency, lambda: env_rollout(env, client))
 
 
+# -- isolation of a stateful stdio server (issue 20's harness) -------------------------------
+
+
+async def bench_isolation(args: Any) -> dict[str, Any]:
+    """One scripted policy, the one Python stdio server, `--iso-rollouts` rollouts at
+    `--iso-concurrency`: `shared`, `per_session` with fresh servers forked or spawned, and ART's
+    process-per-rollout pattern. The process-per-rollout rows run `--iso-slow-rollouts`."""
+    from envs import MCPEnv, StdioServer
+
+    conc, n_fast, n_slow = args.iso_concurrency, args.iso_rollouts, args.iso_slow_rollouts
+    stdio = StdioServer(command=sys.executable, args=[str(SERVER_SCRIPT)])
+    # The warm pool sized to the concurrency; a long start-up bound for the spawning modes under load.
+    common: dict[str, Any] = {"server_log": os.devnull, "warm_pool": conc, "startup_timeout_s": 180}
+    modes: dict[str, tuple[Callable[[], Any], int]] = {
+        "shared (one process)": (lambda: MCPEnv(stdio, isolation="shared", **common), n_fast),
+        "per_session, fork server": (
+            lambda: MCPEnv(stdio, isolation="per_session", stdio_start="fork", **common),
+            n_fast,
+        ),
+        "per_session, spawn": (lambda: MCPEnv(stdio, isolation="per_session", stdio_start="spawn", **common), n_slow),
+    }
+    policy_port = free_port()
+    policy = Process([str(POLICY_SCRIPT), "--port", str(policy_port), "--tool", "add",
+                      "--arguments", json.dumps(ADD_ARGS)], policy_port)  # fmt: skip
+    base_url = f"http://127.0.0.1:{policy_port}/v1"
+    rows: dict[str, Any] = {}
+    table: list[tuple[str, str, str]] = []
+    try:
+        with tqdm(total=len(modes) + 1, desc="bench_envs isolation", unit="mode", file=sys.stderr) as bar:
+            for name, (make, n) in modes.items():
+                rows[name] = await bench_env_rollouts(make(), base_url, n, conc)
+                _row(table, f"isolation {name}", rows[name], bar)
+                bar.update()
+            rows["ART pattern (new server+client per rollout)"] = await bench_art_pattern(base_url, n_slow, conc)
+            _row(table, "isolation ART pattern", rows["ART pattern (new server+client per rollout)"], bar)
+            bar.update()
+    finally:
+        policy.stop()
+    art = rows["ART pattern (new server+client per rollout)"]["rollouts_per_s"]
+    fork = rows["per_session, fork server"]["rollouts_per_s"]
+    targets = {
+        "per_session fork server >= 20x ART": {"value": round(fork / art, 2), "target": 20, "met": fork / art >= 20},
+        "per_session fork server / spawn": {
+            "value": round(fork / rows["per_session, spawn"]["rollouts_per_s"], 2),
+            "target": None,
+            "met": None,
+        },
+    }
+    print()
+    print(f"{'benchmark':<52}{'rate':>22}   latency")
+    for name, rate, latency in table:
+        print(f"{name:<52}{rate:>22}   {latency}")
+    print()
+    for name, check in targets.items():
+        verdict = "" if check["met"] is None else ("met" if check["met"] else "MISSED")
+        print(f"{name:<44} {check['value']:>8.2f}  (target {check['target']})  {verdict}")
+    settings = {"rollouts": n_fast, "slow_rollouts": n_slow, "concurrency": conc}
+    return {"rollouts": rows, "targets": targets, "settings": settings}
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -325,7 +389,8 @@ async def bench(args: Any) -> dict[str, Any]:
     n_slow = 8 if quick else args.slow_rollouts
     conc = args.concurrency
     stdio = StdioServer(command=sys.executable, args=[str(SERVER_SCRIPT)])
-    common = {"server_log": os.devnull}
+    # A long start-up bound: 8 interpreters starting at once on a loaded 2-core machine take > 30 s.
+    common: dict[str, Any] = {"server_log": os.devnull, "startup_timeout_s": 180}
     results: dict[str, Any] = {"calls": {}, "rollouts": {}}
     table: list[tuple[str, str, str]] = []
 
@@ -348,7 +413,14 @@ async def bench(args: Any) -> dict[str, Any]:
             lambda: MCPEnv(build_server, isolation="per_process", **common),
             n_fast,
         ),
-        "mcpenv per_process (stdio)": (lambda: MCPEnv(stdio, isolation="per_process", **common), n_slow),
+        "mcpenv per_process (stdio, fork server)": (
+            lambda: MCPEnv(stdio, isolation="per_process", stdio_start="fork", warm_pool=conc, **common),
+            n_fast,
+        ),
+        "mcpenv per_process (stdio, spawn)": (
+            lambda: MCPEnv(stdio, isolation="per_process", stdio_start="spawn", **common),
+            n_slow,
+        ),
     }
     steps = len(transports) * 2 + 1 + 2 + len(rollout_modes)
     try:
@@ -397,7 +469,14 @@ async def bench(args: Any) -> dict[str, Any]:
             rollouts["mcpenv per_process (in-process factory)"]["rollouts_per_s"] / art_rate,
             20,
         ),
-        "per_process stdio >= 1x ART": (rollouts["mcpenv per_process (stdio)"]["rollouts_per_s"] / art_rate, 1),
+        "per_process stdio (fork) >= 20x ART": (
+            rollouts["mcpenv per_process (stdio, fork server)"]["rollouts_per_s"] / art_rate,
+            20,
+        ),
+        "per_process stdio (spawn) >= 1x ART": (
+            rollouts["mcpenv per_process (stdio, spawn)"]["rollouts_per_s"] / art_rate,
+            1,
+        ),
         "in-process overhead <= 1.3x raw Client": (overhead["overhead_x"], 1.3),
     }
     results["targets"] = {
@@ -429,10 +508,27 @@ def main() -> None:
     parser.add_argument("--slow-rollouts", type=int, default=24, help="rollouts for the process-per-rollout modes")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent rollouts")
     parser.add_argument("--quick", action="store_true", help="small counts for a smoke run")
+    parser.add_argument(
+        "--section", choices=["all", "transports", "isolation"], default="all", help="which benchmarks to run"
+    )
+    parser.add_argument("--iso-rollouts", type=int, default=512, help="isolation: rollouts per fast mode")
+    parser.add_argument(
+        "--iso-slow-rollouts", type=int, default=48, help="isolation: rollouts of the process-per-rollout modes"
+    )
+    parser.add_argument("--iso-concurrency", type=int, default=16, help="isolation: concurrent rollouts")
     args = parser.parse_args()
 
     async def run() -> int:
-        results = await bench(args)
+        results: dict[str, Any] = {}
+        if args.section in ("all", "transports"):
+            results = await bench(args)
+        if args.section in ("all", "isolation"):
+            results["isolation"] = await bench_isolation(args)
+        results["machine"] = {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        }
         out = Path(args.out)
         write_json(out, results)
         print(f"\nwrote {out}")

@@ -24,12 +24,19 @@ ticketing and math APIs, instantiated per entry from its `initial_config`),
 executed turn by turn with the model's calls and checked against the ground
 truth's end state and execution results. Asking for them exits 2 and says so.
 
-Exit codes: 0; 1 when some entries failed on infrastructure (server down;
-they are not written, rerun to retry them); 2 for bad input.
+Entries that failed on infrastructure are not written, so a rerun asks them
+again. One run per `--out` (rollouts.lock: a second one exits 2 naming the
+first one's pid); the file is read and compacted like every resumable output
+(rollouts.resume: one record per id, the last).
+
+Exit codes (envs.cli.infra_exit_code): 1 when every entry asked failed on
+infrastructure (one line naming the server and the error); 0 otherwise, with
+a warning line and the counts when some did; 2 for bad input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import re
@@ -44,7 +51,7 @@ import openai
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
-from envs.cli import ArgumentParser, UsageError, run_cli
+from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
 from judges.bfcl import (
     MULTI_TURN,
     BfclEntry,
@@ -61,7 +68,9 @@ from judges.bfcl import (
 from judges.bfcl.checker import Reply
 from judges.bfcl.scores import Score
 from rollouts.jsonl import JsonlAppender, iter_jsonl
+from rollouts.lock import output_lock
 from rollouts.policy import ChatPolicy, PolicyConfig, PolicyError, describe_error, is_transient
+from rollouts.resume import resume_records
 from rollouts.rollout import Policy, RetryConfig, act_with_retries
 from rollouts.runner import move_aside
 
@@ -99,6 +108,7 @@ class BfclRunResult(BaseModel):
     out: Path | None
     new: int
     skipped: int
+    asked: int = 0  # entries sent to the model by this run
     infra_failures: int
     infra_examples: list[str] = Field(default_factory=list)
     retries: int = 0
@@ -182,15 +192,40 @@ async def run_bfcl(
     check_categories(categories)
     if concurrency < 1 or (limit is not None and limit < 1):
         raise UsageError("--concurrency and --limit must be at least 1")
-    retry = retry or RetryConfig()
     out_path = Path(out) if out is not None else None
+    with output_lock(out_path) if out_path is not None else contextlib.nullcontext():
+        return await _run_locked(
+            policy,
+            categories,
+            out_path=out_path,
+            limit=limit,
+            concurrency=concurrency,
+            resume=resume,
+            retry=retry or RetryConfig(),
+            progress=progress,
+        )
+
+
+async def _run_locked(
+    policy: Policy,
+    categories: Sequence[str],
+    *,
+    out_path: Path | None,
+    limit: int | None,
+    concurrency: int,
+    resume: bool,
+    retry: RetryConfig,
+    progress: bool,
+) -> BfclRunResult:
     entries = [entry for category in categories for entry in load_category(category, limit)]
     chosen_ids = {entry.id for entry in entries}
 
     previous: list[BfclRecord] = []
-    if out_path is not None and out_path.exists():
+    if out_path is not None and out_path.exists():  # noqa: ASYNC240  (once, before any request)
         if resume:
-            previous = [record for record in load_records(out_path) if record.id in chosen_ids]
+            # Infra failures are never written, so nothing to take out: one record per id, compacted.
+            kept = resume_records(out_path, retry=None).records
+            previous = [BfclRecord.model_validate(record) for record in kept if record.get("id") in chosen_ids]
             models = {record.model for record in previous} - {policy.model}
             if models:
                 raise UsageError(
@@ -246,6 +281,7 @@ async def run_bfcl(
         out=out_path,
         new=len(records) - len(previous),
         skipped=len(previous),
+        asked=len(work),
         infra_failures=len(infra),
         infra_examples=infra[:5],
         retries=counter["policy_retries"],
@@ -443,7 +479,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary_json(result), indent=2) + "\n", encoding="utf-8")
     print(f"\nrecords: {out}\nsummary: {summary_path}", file=sys.stderr)
-    return 1 if result.infra_failures else 0
+    return infra_exit_code(
+        what="entries",
+        total=result.asked,
+        failed=result.infra_failures,
+        endpoint=args.base_url,
+        error=result.infra_examples[0] if result.infra_examples else None,
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from envs.base import Task
-from envs.cli import ArgumentParser, UsageError, run_cli
+from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
 from train.compare import Comparison, format_comparison
 
 # The metrics shown in tables, in this order (all from judges.compute_metrics except success/reward).
@@ -364,6 +364,7 @@ async def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("runs") / "eval" / f"{stamp}.json"
     served = Served(max_model_len=args.max_model_len, base_model=args.base_model)
     reports = []
+    endpoints = []  # per report, for the exit line
     async with env:
         tasks = select_tasks(env.tasks(args.split), args.tasks, seed=args.seed)
         if not tasks:
@@ -387,6 +388,7 @@ async def main(argv: list[str] | None = None) -> int:
                 finally:
                     await policy.aclose()
                 reports.append(report)
+                endpoints.append(base_url)
         finally:
             await served.aclose()
     comparisons = paired_comparisons(reports)
@@ -394,7 +396,20 @@ async def main(argv: list[str] | None = None) -> int:
     for comparison in comparisons:
         print(format_comparison(comparison))
     print(f"report {write_reports(reports, out, comparisons=comparisons)}")
-    return 0
+    from rollouts.resume import first_infra_error
+
+    # The rule of every CLI that calls an endpoint (README: exit codes), once per model evaluated.
+    codes = [
+        infra_exit_code(
+            what="tasks evaluated",
+            total=report.n_tasks,
+            failed=report.n_infra,
+            endpoint=endpoint,
+            error=first_infra_error(report.trajectories),
+        )
+        for report, endpoint in zip(reports, endpoints, strict=True)
+    ]
+    return max(codes, default=0)
 
 
 def compare_files(a: ModelSpec, b: ModelSpec) -> int:

@@ -1,0 +1,225 @@
+"""The fork server of a Python stdio MCP server: import once, fork a fresh server per rollout.
+
+Run by `envs.forkserver` as `<the server's python> _zygote.py CONTROL_FD -- script.py ARGS...`
+(or `-- -m module ARGS...`), in the server's cwd and environment. It imports only the standard
+library, because it runs under the *server's* interpreter, which may not have mcpgym installed.
+
+1. It preloads what makes a Python server slow to start (the interpreter itself, fastmcp, and the
+   installed packages the script imports at top level), then freezes the heap so forked children
+   share those pages copy-on-write.
+2. It waits on CONTROL_FD. Each request is one byte carrying a socket (SCM_RIGHTS). It forks; the
+   child makes that socket its stdin and stdout and runs the script as `__main__`, exactly as
+   `python script.py` would, so every module-level statement of the server (its state, its files)
+   runs again in each child. The parent answers with the child's pid and, on Linux, a pidfd.
+3. It exits when the control socket closes (its client went away).
+
+Nothing of the script itself is preloaded: modules next to the script (the server's own code,
+which may open files or databases when imported) are imported by each child, never shared.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import gc
+import importlib
+import importlib.util
+import os
+import runpy
+import signal
+import socket
+import struct
+import sys
+import traceback
+
+# A reply: the child's pid (negative errno when the fork failed). Fixed size: the control socket is
+# a byte stream, and a fixed size keeps each reply whole.
+REPLY = struct.Struct("!i")
+READY = b"R"
+FORK = b"F"
+
+
+def _top_level_imports(script: str) -> list[tuple[str, list[str]]]:
+    """(module, names taken from it) for each module-level absolute import of the script."""
+    try:
+        with open(script, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read(), filename=script)
+    except (OSError, SyntaxError, ValueError):
+        return []  # the child will report the real error when it runs the script
+    found: list[tuple[str, list[str]]] = []
+    body = list(tree.body)
+    while body:
+        node = body.pop(0)
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, []) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module, [alias.name for alias in node.names if alias.name != "*"]))
+        elif isinstance(node, ast.If | ast.Try):  # `if TYPE_CHECKING:`, `try: import x`
+            body.extend(node.body)
+            body.extend(getattr(node, "orelse", []))
+    return found
+
+
+def _is_local(name: str, folder: str) -> bool:
+    """Whether `name` is the server's own code (found next to the script, or not found at all)."""
+    try:
+        spec = importlib.util.find_spec(name.partition(".")[0])
+    except (ImportError, ValueError):
+        return True
+    if spec is None:
+        return True
+    origin = spec.origin or next(iter(spec.submodule_search_locations or [""]))
+    if origin in ("built-in", "frozen"):
+        return False
+    return os.path.abspath(origin).startswith(folder + os.sep)
+
+
+def script_dir(target: list[str]) -> str:
+    """What `python script.py` (or `python -m module`) puts first on sys.path."""
+    return os.path.abspath(os.getcwd() if target[0] == "-m" else os.path.dirname(target[0]))
+
+
+def preload(target: list[str]) -> None:
+    # What any fastmcp stdio server imports on its way up (measured: the rest comes from rehearse()).
+    imports: list[tuple[str, list[str]]] = [
+        ("fastmcp", ["FastMCP", "Context"]),
+        ("mcp.server.stdio", []),
+        ("anyio._backends._asyncio", []),
+        ("anyio.streams.stapled", []),
+        ("anyio.streams.tls", []),
+        ("fastmcp.server.transforms.catalog", []),
+    ]
+    if target[0] != "-m":
+        folder = script_dir(target)
+        imports += [(name, names) for name, names in _top_level_imports(target[0]) if not _is_local(name, folder)]
+    for name, names in imports:
+        try:
+            module = importlib.import_module(name)
+            for attr in names:  # `from fastmcp import FastMCP`: packages that load lazily load here
+                getattr(module, attr, None)
+        except BaseException:  # a module that fails here fails again, visibly, in the child
+            pass
+    try:
+        rehearse()
+    except BaseException:  # only a warm-up: the child does it all again for real
+        pass
+    sys.stdout.flush()  # whatever an import printed goes to /dev/null now, not into a child's stdout
+
+
+def rehearse() -> None:
+    """Build a small FastMCP server and drive one session in memory, so what fastmcp imports
+    lazily (docstring parsing, request handling, result serialising) is imported here, once.
+    In memory, so no thread is left behind to break the forks."""
+    import anyio
+    from fastmcp import Client, Context, FastMCP
+
+    server = FastMCP("rehearsal")
+
+    @server.tool
+    async def echo(text: str, times: int, ctx: Context) -> str:
+        """Echo a text.
+
+        Args:
+            text: what to echo.
+            times: how often.
+        """
+        await ctx.set_state("seen", (await ctx.get_state("seen") or 0) + 1)
+        return text * times
+
+    async def session() -> None:
+        async with Client(server) as client:
+            await client.list_tools()
+            await client.call_tool("echo", {"text": "x", "times": 2})
+
+    anyio.run(session)
+
+
+def run_child(target: list[str], conn_fd: int, control_fd: int) -> None:
+    """In the forked child: the socket becomes stdin/stdout, then the script runs as __main__."""
+    code = 0
+    try:
+        os.close(control_fd)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server may run subprocesses of its own
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.dup2(conn_fd, 0)
+        os.dup2(conn_fd, 1)
+        os.close(conn_fd)
+        gc.unfreeze()
+        if target[0] == "-m":
+            sys.argv = [target[1], *target[2:]]
+            runpy.run_module(target[1], run_name="__main__", alter_sys=True)
+        else:
+            script = target[0]
+            sys.argv = list(target)
+            runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, int | None):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # report like the interpreter would, then exit 1
+        traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()  # what a normal interpreter exit runs, then no second teardown
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def serve(control_fd: int, target: list[str]) -> None:
+    control = socket.socket(fileno=control_fd)
+    control.sendall(READY)
+    while True:
+        try:
+            message, fds, _flags, _addr = socket.recv_fds(control, 1, 4)
+        except (ConnectionError, OSError):
+            return
+        if not message:  # the client closed the control socket: nobody will ask again
+            for fd in fds:
+                os.close(fd)
+            return
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            control.sendall(REPLY.pack(-22))  # EINVAL
+            continue
+        conn_fd = fds[0]
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(conn_fd)
+            control.sendall(REPLY.pack(-(exc.errno or 1)))
+            continue
+        if pid == 0:
+            run_child(target, conn_fd, control.fileno())
+        os.close(conn_fd)
+        # A pidfd lets the client wait for and signal exactly this child, even after the kernel
+        # reaps it (SIGCHLD is ignored below) and the pid could name another process.
+        pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+        try:
+            socket.send_fds(control, [REPLY.pack(pid)], [pidfd] if pidfd is not None else [])
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+
+def main() -> None:
+    control_fd = int(sys.argv[1])
+    if sys.argv[2] != "--" or len(sys.argv) < 4:
+        raise SystemExit("usage: _zygote.py CONTROL_FD -- script.py ARGS... | -m module ARGS...")
+    target = sys.argv[3:]
+    # Children are reaped by the kernel: the zygote never waits on them, and none stays a zombie.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    sys.argv = list(target)  # as the script will see it, in case an import looks
+    # sys.path[0] is this file's folder (mcpgym's envs/, whose module names would shadow the
+    # server's); make it the script's, so the preload and the child resolve imports alike.
+    sys.path[0] = script_dir(target)
+    preload(target)
+    gc.collect()
+    gc.freeze()  # the preloaded heap is never scanned again, so children do not copy its pages
+    serve(control_fd, target)
+
+
+if __name__ == "__main__":
+    main()

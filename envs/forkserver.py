@@ -1,0 +1,367 @@
+"""Fresh Python stdio servers for the price of a fork: a zygote per server, a child per rollout.
+
+Starting a Python MCP server costs an interpreter and its imports (fastmcp alone is most of a
+second of CPU), so isolating rollouts with a process each used to cap a machine at a few
+rollouts a second. A `ForkServer` starts the server's interpreter once, as `envs/_zygote.py`,
+which preloads those imports; each rollout then asks it for a child. The child runs the server
+script from its first line as `__main__` (its module-level state, files and databases are
+made anew), speaking MCP over a socket that stands in for its stdin and stdout. The child is
+the rollout's alone and ends with it, exactly like a spawned stdio server.
+
+What is shared is only what the zygote preloaded: the interpreter and installed packages the
+script imports at top level (copied on write, so even those are not shared once written).
+
+Used for `per_session` / `per_process` isolation of a stdio server whose command is a Python
+interpreter running a `.py` script or `-m module`, on POSIX (`stdio_start="auto"`, the
+default); `stdio_start="spawn"` starts a process per rollout as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import select
+import signal
+import socket
+import struct
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types
+from fastmcp.client.transports import ClientTransport
+from mcp import ClientSession
+from mcp.client.stdio import get_default_environment
+from mcp.shared.message import SessionMessage
+
+from .base import EnvConfigError, EnvInfraError, StdioStart
+from .config import StdioServer
+
+log = logging.getLogger(__name__)
+
+ZYGOTE = Path(__file__).with_name("_zygote.py")
+_REPLY = struct.Struct("!i")  # must match _zygote.REPLY
+_READY, _FORK = b"R", b"F"
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
+# A JSON-RPC line may carry a large tool result; asyncio's default line limit is 64 KiB.
+_LINE_LIMIT = 64 * 1024 * 1024
+_EXIT_GRACE_S = 2.0
+# What reading or writing a session's socket raises once either side has gone.
+_GONE = (ConnectionError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+def python_target(spec: StdioServer) -> list[str] | None:
+    """`[script.py, *args]` or `["-m", module, *args]` when `spec` runs a Python server, else None."""
+    if spec.command != sys.executable and not _PYTHON.fullmatch(Path(spec.command).name):
+        return None
+    args = list(spec.args)
+    if len(args) >= 2 and args[0] == "-m":
+        return args
+    if args and args[0].endswith(".py"):
+        return args
+    return None
+
+
+def fork_supported() -> bool:
+    return hasattr(os, "fork") and hasattr(socket, "send_fds") and sys.platform != "win32"
+
+
+def use_fork(name: str, spec: StdioServer, mode: StdioStart) -> bool:
+    """Whether fresh servers of `spec` come from a fork server; `mode="fork"` insists."""
+    if mode == "spawn":
+        return False
+    why = None if fork_supported() else "this platform cannot fork"
+    if why is None and python_target(spec) is None:
+        why = "its command is not a Python interpreter running a .py script or -m module"
+    if why is not None and mode == "fork":
+        raise EnvConfigError(f"server '{name}': stdio_start 'fork' is not possible: {why}")
+    return why is None
+
+
+class ForkedChild:
+    """One forked server: our end of its stdin/stdout socket and a handle to stop it."""
+
+    def __init__(self, sock: socket.socket, pid: int, pidfd: int | None) -> None:
+        self.sock = sock
+        self.pid = pid
+        self._pidfd = pidfd
+
+    def exited(self) -> bool:
+        """Whether the child has ended (never blocks; False where there is no pidfd to ask)."""
+        if self._pidfd is None:
+            return False
+        ready, _, _ = select.select([self._pidfd], [], [], 0)
+        return bool(ready)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, OSError):
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, sig)
+            else:  # no pidfd (not Linux): the pid is still ours until the socket closed and it exited
+                os.kill(self.pid, sig)
+
+    async def _exited(self, timeout_s: float) -> bool:
+        with anyio.move_on_after(timeout_s):
+            if self._pidfd is not None:
+                await anyio.wait_readable(self._pidfd)  # a pidfd turns readable when its process ends
+                return True
+            while True:
+                try:
+                    os.kill(self.pid, 0)
+                except ProcessLookupError:
+                    return True
+                await anyio.sleep(0.01)
+        return False
+
+    async def stop(self) -> None:
+        """Its stdin is closed already: wait for it to exit, then SIGTERM, then SIGKILL."""
+        try:
+            with anyio.CancelScope(shield=True):
+                for sig in (None, signal.SIGTERM, signal.SIGKILL):
+                    if sig is not None:
+                        self._signal(sig)
+                    if await self._exited(_EXIT_GRACE_S):
+                        return
+                log.warning("forked MCP server %d is still alive after SIGKILL; abandoning it", self.pid)
+        finally:
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+
+
+class ForkServer:
+    """The zygote of one stdio server, started on first use and again if it died."""
+
+    def __init__(self, name: str, spec: StdioServer, *, server_log: Path | None, startup_timeout_s: float) -> None:
+        target = python_target(spec)
+        if target is None:
+            raise EnvConfigError(f"server '{name}': not a Python stdio server, cannot fork it")
+        self.name = name
+        self._spec = spec
+        self._target = target
+        self._log = server_log
+        self._timeout = startup_timeout_s
+        self._proc: asyncio.subprocess.Process | None = None
+        self._control: socket.socket | None = None
+        self._lock = asyncio.Lock()  # one request at a time on the control socket: replies stay in order
+        self._closed = False
+        self.starts = 0  # how many zygotes were started (tests: a dead one is replaced)
+
+    async def _start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        log_file = self._log.open("a") if self._log is not None else None
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                self._spec.command,
+                str(ZYGOTE),
+                str(theirs.fileno()),
+                "--",
+                *self._target,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,  # a child's stdout is its socket, never this
+                stderr=log_file,
+                cwd=self._spec.cwd,
+                # The environment a spawned stdio server gets (the MCP SDK's safe defaults + `env`).
+                env=get_default_environment() | dict(self._spec.env),
+                pass_fds=(theirs.fileno(),),
+            )
+        except OSError as exc:
+            ours.close()
+            raise EnvInfraError(f"server '{self.name}': cannot start its fork server: {exc}") from None
+        finally:
+            theirs.close()
+            if log_file is not None:
+                log_file.close()
+        ours.setblocking(False)
+        self._control = ours
+        self.starts += 1
+        ready = await self._receive(1, self._timeout, "start")
+        if ready[0] != _READY:
+            await self._discard()
+            raise EnvInfraError(f"server '{self.name}': its fork server sent {ready[0]!r} instead of ready")
+
+    async def _receive(self, size: int, timeout_s: float, what: str) -> tuple[bytes, list[int]]:
+        control = self._control
+        assert control is not None
+        data, fds = b"", []
+        with anyio.move_on_after(timeout_s):
+            while len(data) < size:
+                await anyio.wait_readable(control)
+                try:
+                    chunk, more, _flags, _addr = socket.recv_fds(control, size - len(data), 1)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    chunk, more = b"", []
+                fds.extend(more)
+                if not chunk:
+                    break
+                data += chunk
+            if len(data) == size:
+                return data, fds
+            for fd in fds:
+                os.close(fd)
+            rc = await self._exit_code()
+            await self._discard()
+            raise EnvInfraError(f"server '{self.name}': its fork server exited ({rc}) during {what} (see its stderr)")
+        for fd in fds:
+            os.close(fd)
+        await self._discard()
+        raise EnvInfraError(f"server '{self.name}': its fork server did not answer within {timeout_s:g} s ({what})")
+
+    async def _exit_code(self) -> str:
+        proc = self._proc
+        if proc is None:
+            return "not started"
+        with anyio.move_on_after(1):
+            return f"exit code {await proc.wait()}"
+        return "still running"
+
+    async def fork(self) -> ForkedChild:
+        """A new child; a zygote found dead is replaced once before this gives up."""
+        async with self._lock:
+            for attempt in (1, 2):
+                if self._closed:
+                    raise EnvInfraError(f"server '{self.name}': the env is closed")
+                if self._control is None:
+                    await self._start()
+                try:
+                    return await self._request()
+                except _ZygoteGone:
+                    await self._discard()
+                    if attempt == 2:
+                        raise EnvInfraError(f"server '{self.name}': its fork server keeps dying") from None
+                    log.warning("the fork server of %r died; starting another", self.name)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request(self) -> ForkedChild:
+        control = self._control
+        assert control is not None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                socket.send_fds(control, [_FORK], [theirs.fileno()])
+            except OSError:  # a broken pipe: the zygote is gone
+                raise _ZygoteGone() from None
+            try:
+                data, fds = await self._receive(_REPLY.size, self._timeout, "a fork")
+            except EnvInfraError:
+                raise _ZygoteGone() from None
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # the child holds its own copy; ours would keep its stdin from ever closing
+        (pid,) = _REPLY.unpack(data)
+        if pid < 0:
+            ours.close()
+            raise EnvInfraError(f"server '{self.name}': fork failed: {os.strerror(-pid)}")
+        return ForkedChild(ours, pid, fds[0] if fds else None)
+
+    async def _discard(self) -> None:
+        control, self._control = self._control, None
+        proc, self._proc = self._proc, None
+        if control is not None:
+            control.close()  # the zygote exits when its control socket closes
+        if proc is not None and proc.returncode is None:
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(_EXIT_GRACE_S):
+                    await proc.wait()
+                    return
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+    async def aclose(self) -> None:
+        """Stop the zygote. Children already forked end with their own sessions."""
+        self._closed = True
+        async with self._lock:
+            await self._discard()
+
+
+class _ZygoteGone(Exception):
+    """The zygote closed the control socket or stopped answering."""
+
+
+def _parse_line(line: bytes) -> SessionMessage | Exception:
+    try:
+        return SessionMessage(mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+    except ValueError as exc:  # the session reports it, as the SDK's stdio client does
+        return exc
+
+
+class ForkTransport(ClientTransport):
+    """An MCP client session over a freshly forked server's stdin/stdout socket."""
+
+    def __init__(self, server: ForkServer) -> None:
+        self._server = server
+        self._child: ForkedChild | None = None
+        self._reader: asyncio.StreamReader | None = None
+
+    @property
+    def alive(self) -> bool:
+        """False once the child is known gone: a warm spare killed while it waited in the pool
+        is discarded by the pool instead of being handed to an episode."""
+        if self._reader is not None and self._reader.at_eof():
+            return False
+        return self._child is None or not self._child.exited()
+
+    @contextlib.asynccontextmanager
+    async def connect_session(self, *, transport_options: Any = None, **session_kwargs: Any) -> AsyncIterator[Any]:
+        child = self._child = await self._server.fork()
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=child.sock, limit=_LINE_LIMIT)
+            self._reader = reader
+        except BaseException:
+            child.sock.close()
+            await child.stop()
+            raise
+        read_in, read_out = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+        write_in, write_out = anyio.create_memory_object_stream[SessionMessage](0)
+
+        async def pump_in() -> None:
+            async with read_in:  # closing it tells the session the server is gone
+                with contextlib.suppress(*_GONE):
+                    while line := await reader.readline():
+                        await read_in.send(_parse_line(line))
+
+        async def pump_out() -> None:
+            async with write_out:
+                with contextlib.suppress(*_GONE):
+                    async for message in write_out:
+                        data = message.message.model_dump_json(by_alias=True, exclude_unset=True)
+                        writer.write(data.encode() + b"\n")
+                        await writer.drain()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pump_in)
+                tg.start_soon(pump_out)
+                try:
+                    async with ClientSession(read_out, write_in, **session_kwargs) as session:
+                        yield session
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            read_out.close()
+            write_in.close()
+            await _hang_up(reader, writer)
+            await child.stop()
+
+
+async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """EOF on the child's stdin (a stdio server exits on it), then read what it still writes
+    until it closes its end, so its last words never hit a closed socket (a broken pipe)."""
+    with anyio.CancelScope(shield=True):
+        with contextlib.suppress(OSError, RuntimeError):
+            if writer.can_write_eof():
+                writer.write_eof()
+        with anyio.move_on_after(_EXIT_GRACE_S), contextlib.suppress(OSError, ConnectionError):
+            while await reader.read(65536):
+                pass
+        writer.close()
