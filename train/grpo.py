@@ -5,18 +5,20 @@
 
 1. The model is registered with the backend (`await model.register(backend)`), which serves it
    (vLLM) as `model.get_inference_name()`: the base model, then `name@step` after each step.
-2. Evaluation of the base model on a fixed subset of the test split (`--eval-tasks`).
+2. Evaluation of the base model on a fixed subset of the test split (`--base-eval-tasks`).
 3. Warm start (`--warm-start auto`): probe the base model on a few training tasks that need tools; below
    `--warm-start-threshold` build SFT data (train.warmstart) and SFT it (train.sft.run_sft), then
    evaluate again. `FILE` SFTs on a trajectory JSONL directly; `none` skips.
 4. Each step: the next G training tasks (`step_tasks`), K rollouts of each against the current
    checkpoint (through `model.openai_client()`), score every group with the judge, drop infra
-   failures and groups without signal (`signal_groups`), `art.gather_trajectory_groups` them into
-   `art.TrajectoryGroup`s and `await backend.train(model, groups, learning_rate=...)`.
+   failures and groups without signal (`signal_groups`), add a demonstration to groups with no
+   success (`--guidance`, train.guidance), `art.gather_trajectory_groups` them into
+   `art.TrajectoryGroup`s and `await backend.train(model, groups, learning_rate=...)`: one update
+   per step (`--accumulate`). The step's tasks also run greedily before and after the update.
    Before the first step and every `--eval-every` steps evaluate on the val split; the best
    checkpoint (val success) is copied to `<run>/best_checkpoint`, the last is ART's latest.
-5. Evaluation of the final checkpoint on the same test subset; the before/after table is printed
-   and written to `<run>/summary.json`.
+5. Evaluation of the warm start and the final checkpoint on the test split (`--eval-tasks`, 0: all);
+   the table and the paired comparisons (train.compare) are printed and written to `<run>/summary.json`.
 
 Everything lands in `runs/grpo/<project>/<name>/`: `metrics.jsonl` (one line per step),
 `reward_curve.png`, `state.json` (for `--resume`), the trajectories of every step and evaluation.
