@@ -380,9 +380,16 @@ def kill_when_a_rollout_is_mid_turn(out: Path, server: ScriptedServer, kill: Any
     while not (out.exists() and out.read_bytes().count(b"\n") >= 1):
         assert time.monotonic() < deadline, "no rollout finished"
         time.sleep(0.01)
-    seen = len(server.requests)
-    while not any(not any(m.get("role") == "tool" for m in body["messages"]) for body in server.requests[seen:]):
-        assert time.monotonic() < deadline, "no rollout started after the first finished"
+
+    def in_flight() -> bool:
+        # A rollout that sent its first policy request and has not written its record yet. (Waiting
+        # for a *new* start after the first record raced: the next rollout could start before the
+        # request count was read, and then no later start ever came.)
+        started = sum(1 for body in list(server.requests) if not any(m.get("role") == "tool" for m in body["messages"]))
+        return started > out.read_bytes().count(b"\n")
+
+    while not in_flight():
+        assert time.monotonic() < deadline, "no rollout in flight after the first finished"
         time.sleep(0.005)
     kill()
 
