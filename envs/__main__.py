@@ -14,17 +14,20 @@ from typing import Any
 
 from .base import EnvInfraError
 from .cli import ArgumentParser, run_cli
+from .flags import add_flag
 
 
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m envs", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     ls = sub.add_parser("list", help="built-in and entry-point environments")
-    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_flag(ls, "--json", help="print JSON instead of a table")
     show = sub.add_parser("inspect", help="tools (with schemas) and task counts of one environment")
     show.add_argument("spec", help="env name, package.module:factory, or path to an mcpServers JSON")
-    show.add_argument("--tasks", default=None, help="tasks JSONL for an mcpServers JSON (default: its mcpgym.tasks)")
-    show.add_argument("--json", action="store_true", help="print one JSON document")
+    add_flag(
+        show, "--tasks-file", default=None, aliases=("--tasks",), help="for an mcpServers JSON (default: mcpgym.tasks)"
+    )
+    add_flag(show, "--json", help="print one JSON document")
     return parser
 
 
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
 
         async def run() -> int:
-            return await _inspect(args.spec, args.tasks, args.json)
+            return await _inspect(args.spec, args.tasks_file, args.json)
 
         # A server that does not start is reported like a bad spec: one line, exit 2.
         run_cli(run, user_errors=(EnvInfraError,))

@@ -41,6 +41,17 @@ class ArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, rest = super().parse_known_args(args, namespace)
+        missing = [
+            action.option_strings[0]
+            for action in self._actions
+            if getattr(action, "required_flag", False) and getattr(parsed, action.dest, None) is None
+        ]
+        if missing:
+            self.error(f"the following arguments are required: {', '.join(missing)}")
+        return parsed, rest
+
     def error(self, message: str) -> NoReturn:
         fail(f"{self.prog}: error: {message} (see --help)")
 

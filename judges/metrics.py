@@ -30,6 +30,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from envs.cli import ArgumentParser, UsageError, run_cli
+from envs.flags import add_flag
 from rollouts.record import Trajectory
 
 from .matching import ActualCall, Alignment, ParamCounts, actual_calls, align, expected_calls
@@ -272,9 +273,7 @@ def build_parser() -> ArgumentParser:
         description="Function-calling metrics of a trajectory file: prints a table and writes JSON.",
     )
     parser.add_argument("input", metavar="IN", help="trajectory JSONL (rollouts.generate or judges.score output)")
-    parser.add_argument(
-        "--json", dest="json_path", default=None, help="where to write the JSON (default IN.metrics.json)"
-    )
+    add_flag(parser, "--report", default=None, aliases=("--json",), help="metrics JSON (default IN.metrics.json)")
     return parser
 
 
@@ -284,7 +283,7 @@ def main() -> int:
     if not trajs:
         raise UsageError(f"{args.input}: no trajectories")
     values = compute_metrics(trajs)
-    out = Path(args.json_path) if args.json_path else Path(args.input).with_suffix(".metrics.json")
+    out = Path(args.report) if args.report else Path(args.input).with_suffix(".metrics.json")
     out.write_text(json.dumps(json_safe(values), indent=2) + "\n")
     print(format_table(values))
     print(f"wrote {out}")

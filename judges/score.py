@@ -1,8 +1,10 @@
-"""Rescore a trajectory file: `python -m judges.score --judge rules IN.jsonl OUT.jsonl`.
+"""Rescore a trajectory file: `python -m judges.score --judge rules IN.jsonl --out OUT.jsonl`.
 
-    python -m judges.score --judge rules data/traj.jsonl data/scored.jsonl
+    python -m judges.score --judge rules data/traj.jsonl --out data/scored.jsonl
     python -m judges.score --judge ruler:0.7+rules:0.3 --judge-model Qwen/Qwen3-8B \\
-        --judge-base-url http://localhost:8001/v1 data/traj.jsonl data/scored.jsonl
+        --judge-base-url http://localhost:8001/v1 data/traj.jsonl --out data/scored.jsonl
+
+(OUT as a second positional argument still works for one release, with a warning.)
 
 Each group is appended to OUT as soon as it is scored (crash-safe JSONL). A
 rerun resumes (rollouts.resume, the same rule as the rollouts): trajectories
@@ -19,19 +21,22 @@ error), 0 otherwise (a warning line with the counts when it failed on some),
 says which key or flag to check (JUDGE_API_KEY, --judge-base-url, ...). The judge's key comes from the environment
 (`--judge-api-key-env`, default JUDGE_API_KEY, else OPENAI_API_KEY). At the
 end it prints the metrics table (judges.metrics plus the judge's own stats:
-calls, cache hits, retries, latency, tokens) and writes it as JSON.
+calls, cache hits, retries, latency, tokens) and writes it as JSON (`--report`).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import sys
 import warnings
 from pathlib import Path
 
 from tqdm import tqdm
 
 from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from envs.flags import add_flag, apply_no_progress, progress_off
 from rollouts.jsonl import JsonlAppender, JsonlFormatError
 from rollouts.lock import output_lock
 from rollouts.record import Trajectory
@@ -50,7 +55,8 @@ def build_parser() -> ArgumentParser:
         description="Score a trajectory file with rules, RULER, an LLM rubric judge or a weighted mix of them.",
     )
     parser.add_argument("input", metavar="IN", help="trajectory JSONL (rollouts.generate output)")
-    parser.add_argument("output", metavar="OUT", help="scored trajectory JSONL (appended to; ids in it are skipped)")
+    add_flag(parser, "--out", default=None, help="scored trajectory JSONL (appended to; ids in it are skipped)")
+    parser.add_argument("output", nargs="?", default=None, help=argparse.SUPPRESS)  # the old positional OUT
     parser.add_argument(
         "--judge",
         default="rules",
@@ -58,7 +64,9 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--judge-model", default=None, help="judge model name (needed for ruler and llm)")
     parser.add_argument("--judge-base-url", default=None, help="OpenAI-compatible base URL of the judge (e.g. vLLM)")
-    parser.add_argument("--judge-api-key-env", default="JUDGE_API_KEY", help="environment variable with the judge key")
+    add_flag(
+        parser, "--judge-api-key-env", default="JUDGE_API_KEY", help="the judge key's variable (else OPENAI_API_KEY)"
+    )
     parser.add_argument(
         "--judge-extra-body",
         default=None,
@@ -70,7 +78,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--retries", type=int, default=2, help="retries of a failed or malformed judge reply")
     parser.add_argument("--cache-dir", default=str(default_cache_dir()), help="verdict cache directory")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the verdict cache")
-    parser.add_argument("--metrics-json", default=None, help="where to write the metrics (default OUT.metrics.json)")
+    add_flag(
+        parser, "--report", default=None, aliases=("--metrics-json",), help="metrics JSON (default OUT.metrics.json)"
+    )
+    add_flag(parser, "--no-progress", help="no progress bar")
     parser.add_argument(
         "--keep-infra", action="store_true", help="on resume, keep trajectories the judge failed on (do not rejudge)"
     )
@@ -79,9 +90,17 @@ def build_parser() -> ArgumentParser:
 
 def main() -> int:
     args = build_parser().parse_args()
+    apply_no_progress(args.no_progress)
+    if args.output is not None:
+        if args.out is not None:
+            raise UsageError("OUT given twice: as --out and as a second positional argument")
+        print("warning: OUT as a positional argument is deprecated; use --out OUT", file=sys.stderr)
+        args.out = args.output
+    if args.out is None:
+        raise UsageError("--out is required: the scored trajectory JSONL to write")
     # litellm's response models trip pydantic's serializer checks on every judge call: noise, not a problem.
     warnings.filterwarnings("ignore", message="Pydantic serializer warnings", category=UserWarning)
-    src, dst = Path(args.input), Path(args.output)
+    src, dst = Path(args.input), Path(args.out)
     if src.resolve() == dst.resolve():
         raise UsageError("OUT must differ from IN (OUT is appended to)")
     if args.concurrency < 1 or args.retries < 0:
@@ -114,7 +133,7 @@ def main() -> int:
         written = asyncio.run(score_into(judge, todo, dst, done, desc=f"judge {args.judge}"))
     scored = load_trajectories(dst)
     values = compute_metrics(scored) | {f"judge/{key}": value for key, value in judge.report().items()}
-    metrics_path = Path(args.metrics_json) if args.metrics_json else dst.with_suffix(".metrics.json")
+    metrics_path = Path(args.report) if args.report else dst.with_suffix(".metrics.json")
     metrics_path.write_text(json.dumps(json_safe(values), indent=2) + "\n")
     print(format_table(values))
     again = f"; {retried} judged again after the judge failed on them" if retried else ""
@@ -163,7 +182,10 @@ async def score_into(judge: Judge, todo: list[Trajectory], dst: Path, done: set[
     """Score `todo` group by group, appending each group to `dst` as soon as it is scored (members
     in `done` are not written again); returns what was written."""
     written: list[Trajectory] = []
-    with JsonlAppender(dst) as out, tqdm(total=len(group_trajectories(todo)), unit="group", desc=desc) as bar:
+    with (
+        JsonlAppender(dst) as out,
+        tqdm(total=len(group_trajectories(todo)), unit="group", desc=desc, disable=progress_off()) as bar,
+    ):
 
         def write(group: list[Trajectory]) -> None:
             for traj in group:

@@ -6,8 +6,8 @@
 
 `--questions FILE.jsonl` runs questions without expected answers instead of
 the env's task split (tasks of kind "open"; write such a file with
-`python -m rollouts.questions`). The API key comes from `OPENAI_API_KEY` and
-is never written anywhere.
+`python -m rollouts.questions`). The API key comes from the variable named by
+`--api-key-env` (default OPENAI_API_KEY) and is never written anywhere.
 
 Safe to kill at any moment: each finished trajectory is one whole line of
 `--out`; rerunning the same command resumes: ids already written are skipped,
@@ -15,8 +15,8 @@ except infra failures (server down, timeouts), which run again (`--keep-infra`
 keeps them). The file holds one record per id (it is compacted on resume, see
 rollouts.resume). One run per `--out`: a second one on the same file exits 2
 naming the first one's pid. `--no-resume` starts fresh and moves the old file
-aside to `OUT.<time>.bak`. A stats JSON (`--stats`, default `OUT` with
-`.stats.json`) is written at the end.
+aside to `OUT.<time>.bak`. A stats JSON (`--report`, default `OUT` with
+`.stats.json`) is written at the end. Weave tracing only with `--weave`.
 
 Exit code (envs.cli.infra_exit_code): 1 when every rollout of this run failed
 on infrastructure (one line naming the server and the error); 0 otherwise,
@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from envs.flags import add_flag, apply_no_progress
 from rollouts.jsonl import JsonlFormatError
 
 from .envs_io import open_env
@@ -50,12 +51,13 @@ def build_parser() -> ArgumentParser:
     src.add_argument("--env", default="energy", help="env spec for envs.load (name, mcp.json, module:factory)")
     src.add_argument("--split", default="train", help="task split of the env")
     src.add_argument("--questions", default=None, metavar="FILE", help='JSONL of {"question": ...} to run instead')
-    src.add_argument("--limit", type=int, default=None, help="only the first N tasks")
+    add_flag(src, "--limit", type=int, default=None, help="only the first N tasks")
     src.add_argument("--samples", type=int, default=1, help="rollouts per task (a GRPO group)")
 
     pol = parser.add_argument_group("policy")
     pol.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server")
-    pol.add_argument("--model", default="Qwen3-8B", help="model name on that server")
+    add_flag(pol, "--model", default="Qwen3-8B", help="model name on that server")
+    add_flag(pol, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the server's API key")
     pol.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     pol.add_argument("--top-p", type=float, default=None, help="nucleus sampling")
     pol.add_argument("--max-tokens", type=int, default=2048, help="max tokens per policy turn")
@@ -73,8 +75,8 @@ def build_parser() -> ArgumentParser:
     pol.add_argument("--request-timeout", type=float, default=120.0, help="seconds per policy request")
 
     run = parser.add_argument_group("run")
-    run.add_argument("--out", default="data/trajectories.jsonl", help="trajectory JSONL (appended; resumes)")
-    run.add_argument("--stats", default=None, metavar="FILE", help="stats JSON (default: OUT with .stats.json)")
+    add_flag(run, "--out", default="data/trajectories.jsonl", help="trajectory JSONL (appended; resumes)")
+    add_flag(run, "--report", default=None, aliases=("--stats",), help="stats JSON (default: OUT with .stats.json)")
     run.add_argument("--no-resume", action="store_true", help="start fresh: move an existing OUT aside to OUT.*.bak")
     run.add_argument(
         "--keep-infra", action="store_true", help="on resume, keep infra-failed rollouts instead of running them again"
@@ -85,9 +87,9 @@ def build_parser() -> ArgumentParser:
     run.add_argument("--timeout", type=float, default=600.0, help="seconds per rollout (then: infra error)")
     run.add_argument("--retries", type=int, default=4, help="retries of a transient policy error")
     run.add_argument("--fsync", action="store_true", help="fsync after every line (survives power loss)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--weave", default=None, metavar="PROJECT", help="trace rollouts to this weave project")
-    run.add_argument("--no-weave", action="store_true", help="no tracing even when WANDB_API_KEY is set")
+    add_flag(run, "--no-progress", help="no progress bar")
+    add_flag(run, "--weave", nargs="?", const="", default=None, help="trace rollouts to weave (bare: project mcpgym)")
+    run.add_argument("--no-weave", action="store_true", help="no tracing even when MCPGYM_WEAVE is set")
     return parser
 
 
@@ -113,6 +115,7 @@ async def main() -> int:
     args = build_parser().parse_args()
     _check(args)
     questions = load_questions(args.questions) if args.questions else None
+    apply_no_progress(args.no_progress)
     setup_tracing(wanted_project(args.weave, disabled=args.no_weave))
     config = PolicyConfig(
         base_url=args.base_url,
@@ -125,6 +128,7 @@ async def main() -> int:
         logprobs=args.logprobs,
         keep_think=not args.no_think,
         request_timeout_s=args.request_timeout,
+        api_key_env=args.api_key_env,
     )
     out = Path(args.out)
     async with open_env(args.env) as env:
@@ -150,7 +154,7 @@ async def main() -> int:
                 durable=args.fsync,
                 retry_infra=not args.keep_infra,
             )
-    stats_file = stats_path(out, args.stats)
+    stats_file = stats_path(out, args.report)
     stats_file.parent.mkdir(parents=True, exist_ok=True)
     stats_file.write_text(json.dumps(result.stats.model_dump(mode="json"), indent=2) + "\n")
     s = result.stats

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from envs.base import Task
+from envs.flags import progress_off
 from rollouts.jsonl import JsonlAppender, JsonlFormatError
 from rollouts.lock import output_lock
 from rollouts.record import Trajectory, trajectory_id
@@ -186,7 +187,7 @@ async def _run_locked(
         total=len(work),
         desc=f"rollouts {env.name}",
         unit="rollout",
-        disable=not progress,
+        disable=not progress or progress_off(),
         dynamic_ncols=True,
         smoothing=0.1,
     )

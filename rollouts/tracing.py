@@ -1,7 +1,8 @@
 """Weave tracing of rollouts, only when the user turns it on.
 
-On when a project is named (`--weave PROJECT`) or `WANDB_API_KEY` is set (then
-the project is `MCPGYM_WEAVE_PROJECT` or "mcpgym"); `--no-weave` turns it off.
+On only when asked: `--weave PROJECT` (bare `--weave`: project "mcpgym"), or
+mcpgym's own variable `MCPGYM_WEAVE=PROJECT`; a W&B key alone never turns it
+on. `--no-weave` keeps it off even with MCPGYM_WEAVE set.
 Off, nothing is imported and `traced(fn)` is `fn` itself. If weave cannot
 start (offline, bad key), a one-line warning is printed and the run goes on
 untraced: tracing is never a reason for a rollout to fail.
@@ -24,15 +25,14 @@ _state: dict[str, Any] = {"enabled": False, "project": None}
 
 
 def wanted_project(flag: str | None, *, disabled: bool = False, environ: Mapping[str, str] | None = None) -> str | None:
-    """The weave project to trace into, or None for no tracing."""
+    """The weave project to trace into, or None for no tracing. `flag` is `--weave`'s value: None
+    (not given), "" (given bare: the default project) or a project name."""
     environ = os.environ if environ is None else environ
     if disabled:
         return None
-    if flag:
-        return flag
-    if environ.get("WANDB_API_KEY"):
-        return environ.get("MCPGYM_WEAVE_PROJECT") or DEFAULT_PROJECT
-    return None
+    if flag is not None:
+        return flag or DEFAULT_PROJECT
+    return environ.get("MCPGYM_WEAVE", "").strip() or None
 
 
 def setup_tracing(project: str | None, *, init: Callable[[str], Any] | None = None) -> bool:

@@ -2,7 +2,7 @@
 
     python -m serve.bench --base-url http://127.0.0.1:8000/v1 --model NAME \
         [--concurrency 1,4,16,64] [--requests 64] [--workload chat,agent] [--env energy] [--stream]
-    python -m serve.bench --compare runs/bench/base/bench.json runs/bench/merged/bench.json --out runs/bench/cmp
+    python -m serve.bench --compare runs/bench/base/bench.json runs/bench/merged/bench.json --out-dir runs/bench/cmp
 
 For each workload and each concurrency level it sends `--requests` requests through exactly that
 many workers (bounded; a level also ends at `--max-seconds`, so a run always stops by itself) and
@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field
+
+from envs.flags import progress_off
 
 from .workloads import WORKLOADS, BenchRequest, Workload, agent_requests, chat_requests
 
@@ -125,7 +127,7 @@ class BenchConfig(BaseModel):
     max_seconds: float = Field(300.0, gt=0, description="per level: no new request starts after this")
     warmup: int = Field(1, ge=0, description="uncounted requests per workload before measuring")
     label: str | None = None
-    api_key: str | None = None
+    api_key_env: str = Field("OPENAI_API_KEY", description="the variable holding the key (the key is never stored)")
 
 
 # --------------------------------------------------------------------------- one request
@@ -343,7 +345,7 @@ async def build_pools(config: BenchConfig) -> dict[Workload, list[BenchRequest]]
 
 
 def http_client(config: BenchConfig) -> httpx.AsyncClient:
-    key = config.api_key if config.api_key is not None else os.environ.get("OPENAI_API_KEY")
+    key = os.environ.get(config.api_key_env)
     most = max(config.concurrency)
     return httpx.AsyncClient(
         base_url=config.base_url.rstrip("/"),
@@ -364,7 +366,7 @@ async def run_bench(
     results: list[LevelResult] = []
     total = config.requests * len(config.concurrency) * len(config.workloads)
     async with http_client(config) as client:
-        with tqdm(total=total, desc="bench", unit="req", disable=not show_progress) as progress:
+        with tqdm(total=total, desc="bench", unit="req", disable=not show_progress or progress_off()) as progress:
             for workload in config.workloads:
                 for request in pools[workload][: config.warmup]:  # compile/caches warm before measuring
                     await send(client, config, request)
@@ -388,9 +390,9 @@ async def run_bench(
     )
 
 
-async def first_model(base_url: str, api_key: str | None = None) -> str:
+async def first_model(base_url: str, api_key_env: str = "OPENAI_API_KEY") -> str:
     """The endpoint's first model id (vLLM lists the base model first)."""
-    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+    key = os.environ.get(api_key_env)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with httpx.AsyncClient(timeout=30.0, headers=headers) as client:
         response = await client.get(f"{base_url.rstrip('/')}/models")
@@ -451,6 +453,7 @@ def _parser() -> Any:
     import argparse
 
     from envs.cli import ArgumentParser
+    from envs.flags import add_flag
 
     def typed(func: Any, name: str) -> Any:
         def convert(text: str) -> Any:
@@ -464,7 +467,8 @@ def _parser() -> Any:
 
     parser = ArgumentParser(prog="python -m serve.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="OpenAI-compatible base URL")
-    parser.add_argument("--model", default=None, help="model id to request; default: the endpoint's first model")
+    add_flag(parser, "--model", default=None, help="default: the endpoint's first model")
+    add_flag(parser, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the endpoint's API key")
     parser.add_argument("--concurrency", type=typed(_int_list, "concurrency"), default=[1, 4, 16, 64])
     parser.add_argument("--requests", type=int, default=64, help="requests per workload and concurrency level")
     parser.add_argument("--workload", type=typed(_workloads, "workload"), default=list(WORKLOADS), help="chat,agent")
@@ -477,21 +481,23 @@ def _parser() -> Any:
     parser.add_argument("--max-seconds", type=float, default=300.0, help="per level; no new request after this")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted requests per workload first")
     parser.add_argument("--label", default=None, help="run name in tables and --compare charts; default: --model")
-    parser.add_argument("--out", type=Path, default=None, help="output folder; default runs/bench/<time>")
+    add_flag(parser, "--out-dir", type=Path, default=None, aliases=("--out",), help="default runs/bench/<time>")
     parser.add_argument(
         "--compare", nargs="+", type=Path, default=None, metavar="BENCH_JSON", help="overlay saved runs, send nothing"
     )
-    parser.add_argument("--no-progress", action="store_true")
+    add_flag(parser, "--no-progress", help="no progress bar")
     return parser
 
 
 async def main(argv: list[str] | None = None) -> int:
     from envs.cli import fail
+    from envs.flags import apply_no_progress
 
     from .bench_charts import compare_charts, report_charts
 
     args = _parser().parse_args(argv)
-    out = args.out or Path("runs") / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    apply_no_progress(args.no_progress)
+    out = args.out_dir or Path("runs") / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
     if args.compare:
         if len(args.compare) < 2:
             fail("python -m serve.bench: error: --compare needs two or more bench.json files (see --help)")
@@ -512,7 +518,7 @@ async def main(argv: list[str] | None = None) -> int:
         if value <= 0:
             fail(f"python -m serve.bench: error: {flag} must be positive (see --help)")
     try:
-        model = args.model or await first_model(args.base_url)
+        model = args.model or await first_model(args.base_url, args.api_key_env)
     except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
         fail(f"error: cannot list models at {args.base_url} ({type(exc).__name__}: {exc}); pass --model")
     config = BenchConfig(
@@ -530,6 +536,7 @@ async def main(argv: list[str] | None = None) -> int:
         max_seconds=args.max_seconds,
         warmup=max(args.warmup, 0),
         label=args.label,
+        api_key_env=args.api_key_env,
     )
     try:
         report = await run_bench(config, show_progress=not args.no_progress)

@@ -1,6 +1,6 @@
 """Export a (merged) model folder to GGUF for llama.cpp, Ollama and LM Studio.
 
-    python -m serve.export gguf --model runs/merged --out policy.q8_0.gguf [--quant q8_0] [--verify]
+    python -m serve.export gguf --weights runs/merged --out policy.q8_0.gguf [--quant q8_0] [--verify]
 
 The conversion is llama.cpp's own `convert_hf_to_gguf.py`, not a re-implementation. PyPI ships it
 inside the source distribution of `llama-cpp-python` (vendor/llama.cpp, together with the matching
@@ -165,12 +165,13 @@ def verify_gguf(model_dir: Path, gguf_path: Path, *, probe: str = _PROBE, tokens
 
 def _parser() -> Any:
     from envs.cli import ArgumentParser
+    from envs.flags import add_flag
 
     parser = ArgumentParser(prog="python -m serve.export", description="Export a model folder (e.g. a merge).")
     sub = parser.add_subparsers(dest="format", required=True)
     gguf = sub.add_parser("gguf", help="GGUF via llama.cpp's convert_hf_to_gguf.py")
-    gguf.add_argument("--model", type=Path, required=True, help="model folder (safetensors + tokenizer)")
-    gguf.add_argument("--out", type=Path, required=True, help="the .gguf file to write")
+    add_flag(gguf, "--weights", type=Path, required=True, aliases=("--model",), help="safetensors + tokenizer folder")
+    add_flag(gguf, "--out", type=Path, required=True, help="the .gguf file to write")
     gguf.add_argument("--quant", choices=QUANTS, default="q8_0")
     gguf.add_argument("--verify", action="store_true", help="check next-token agreement with the source model")
     gguf.add_argument("--min-agreement", type=float, default=0.9, help="with --verify: fail below this share")
@@ -179,14 +180,14 @@ def _parser() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if not (args.model / "config.json").is_file():
-        raise FileNotFoundError(2, "not a model folder (config.json missing)", str(args.model))
-    print(f"converting {args.model} to {args.quant} GGUF with llama.cpp's converter ...", file=sys.stderr)
-    path = convert_to_gguf(args.model.expanduser().resolve(), args.out, quant=args.quant)
+    if not (args.weights / "config.json").is_file():
+        raise FileNotFoundError(2, "not a model folder (config.json missing)", str(args.weights))
+    print(f"converting {args.weights} to {args.quant} GGUF with llama.cpp's converter ...", file=sys.stderr)
+    path = convert_to_gguf(args.weights.expanduser().resolve(), args.out, quant=args.quant)
     summary = summarise(path)
     print(summary.model_dump_json())
     if args.verify:
-        agreement = verify_gguf(args.model, path)
+        agreement = verify_gguf(args.weights, path)
         print(f"next-token agreement with the source model: {agreement:.1%}")
         if agreement < args.min_agreement:
             print(f"below --min-agreement {args.min_agreement:.0%}", file=sys.stderr)

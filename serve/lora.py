@@ -77,12 +77,13 @@ class LoraClient:
 
 def _parser() -> Any:
     from envs.cli import ArgumentParser
+    from envs.flags import add_flag
 
     parser = ArgumentParser(prog="python -m serve.lora", description="Load, unload and list LoRA adapters on vLLM.")
     parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help="the server's OpenAI base URL")
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="models the server answers to (base + adapters)")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_flag(listing, "--json", help="one JSON object per line")
     load = sub.add_parser("load", help="serve the PEFT adapter in DIR as model NAME")
     load.add_argument("name")
     load.add_argument("path", type=Path)

@@ -451,7 +451,7 @@ def _prune_logs(log_dir: Path) -> None:
 
 # --------------------------------------------------------------------------- CLI
 #
-# python -m serve.vllm --model DIR_OR_NAME [--lora NAME=DIR ...] [--port 8000] [--dry-run]: the tool
+# python -m serve.vllm --weights DIR_OR_NAME [--lora NAME=DIR ...] [--port 8000] [--dry-run]: the tool
 # parser and chat template come from serve.models.serving_profile, LoRA is on with runtime loading,
 # logprobs carry token ids. It prints the endpoint and a curl once /health answers, then serves
 # until Ctrl-C / SIGTERM, which stop vLLM's whole process group.
@@ -488,6 +488,7 @@ def lora_rank_for(loras: list[LoraSpec], floor: int = 16) -> int:
 
 def _parser() -> Any:
     from envs.cli import ArgumentParser
+    from envs.flags import add_flag
 
     parser = ArgumentParser(
         prog="python -m serve.vllm",
@@ -496,9 +497,7 @@ def _parser() -> Any:
             "and chat template of its family, runtime LoRA loading and token-id logprobs, until Ctrl-C."
         ),
     )
-    parser.add_argument(
-        "--model", default=None, help="model folder or Hugging Face repo id; default: the embedded model"
-    )
+    add_flag(parser, "--weights", default=None, aliases=("--model",), help="what to serve; default: the embedded model")
     parser.add_argument(
         "--lora",
         action="append",
@@ -506,7 +505,7 @@ def _parser() -> Any:
         metavar="NAME=DIR",
         help="PEFT adapter served as model NAME (repeatable); more can be loaded later with serve.lora",
     )
-    parser.add_argument("--name", default=None, help="served model name; default: the folder's name")
+    add_flag(parser, "--name", default=None, help="served model name (clients' --model); default: the folder's name")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept other machines")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
@@ -550,18 +549,18 @@ def build_server(args: Any) -> tuple[VLLMServer, list[LoraSpec], str]:
     names = [lora.name for lora in loras]
     if len(set(names)) != len(names):
         fail("python -m serve.vllm: error: two adapters share a name (see --help)")
-    if args.model is None:
+    if args.weights is None:
         from train.models import ensure_base_model  # only the CLI's default reaches into train
 
         model = ensure_base_model()
     else:
-        model = resolve_model(args.model, config_only=args.dry_run)
+        model = resolve_model(args.weights, config_only=args.dry_run)
     profile = serving_profile(model)
     if args.chat_template is not None and not args.chat_template.is_file():
         raise FileNotFoundError(2, "no such chat template", str(args.chat_template))
     config = VLLMConfig(
         model=model,
-        served_model_name=args.name or (args.model if args.model and not Path(args.model).exists() else None),
+        served_model_name=args.name or (args.weights if args.weights and not Path(args.weights).exists() else None),
         host=args.host,
         port=args.port,
         device=args.device,

@@ -170,11 +170,12 @@ def test_judges_score_refuses_an_output_another_process_writes(tmp_path: Path) -
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text(make_trajectory(PRICE, [], answer="x").model_dump_json() + "\n")
     with output_lock(dst):  # this test process is the other writer
-        refused = run([sys.executable, "-m", "judges.score", "--judge", "rules", str(src), str(dst), "--no-cache"])
+        score = [sys.executable, "-m", "judges.score", "--judge", "rules", str(src), "--out", str(dst), "--no-cache"]
+        refused = run(score)
         assert refused.returncode == 2, refused.stderr
         assert refused.stderr.strip().splitlines() == [refused.stderr.strip()]
         assert f"pid {os.getpid()}" in refused.stderr
-    done = run([sys.executable, "-m", "judges.score", "--judge", "rules", str(src), str(dst), "--no-cache"])
+    done = run([sys.executable, "-m", "judges.score", "--judge", "rules", str(src), "--out", str(dst), "--no-cache"])
     assert done.returncode == 0, done.stderr  # the lock went with its holder
 
 
@@ -237,7 +238,7 @@ def score_args(port: int, src: Path, dst: Path, concurrency: int = 1) -> list[st
     return [
         sys.executable, "-m", "judges.score", "--judge", "llm", "--judge-model", "judge",
         "--judge-base-url", f"http://127.0.0.1:{port}/v1", "--concurrency", str(concurrency), "--retries", "1",
-        "--no-cache", str(src), str(dst),
+        "--no-cache", str(src), "--out", str(dst),
     ]  # fmt: skip
 
 

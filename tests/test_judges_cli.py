@@ -54,7 +54,7 @@ def test_metrics_cli_prints_a_table_and_writes_json(trajectory_file: Path) -> No
 
 def test_score_cli_rules_and_resume(trajectory_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "scored.jsonl"
-    result = run("judges.score", "--judge", "rules", str(trajectory_file), str(out), "--no-cache")
+    result = run("judges.score", "--judge", "rules", str(trajectory_file), "--out", str(out), "--no-cache")
     assert result.returncode == 0, result.stderr
     assert "reward_mean" in result.stdout and "scored 5 of 5" in result.stdout
     records = {r["id"]: r for r in read_jsonl(out)}
@@ -63,7 +63,7 @@ def test_score_cli_rules_and_resume(trajectory_file: Path, tmp_path: Path) -> No
     assert records["test:price:s1"]["reward"] == pytest.approx(0.05)
     assert records["test:price:s2"]["reward"] is None and records["test:price:s2"]["metrics"]["masked"] == "infra"
     assert records["test:price:s0"]["metrics"]["rules/tool_accuracy"] == 1.0
-    again = run("judges.score", "--judge", "rules", str(trajectory_file), str(out), "--no-cache")
+    again = run("judges.score", "--judge", "rules", str(trajectory_file), "--out", str(out), "--no-cache")
     assert again.returncode == 0 and "scored 0 of 5" in again.stdout
     assert len(read_jsonl(out)) == 5
     assert json.loads(out.with_suffix(".metrics.json").read_text())["judge/groups"] == 0.0  # nothing rescored
@@ -71,17 +71,17 @@ def test_score_cli_rules_and_resume(trajectory_file: Path, tmp_path: Path) -> No
 
 def test_score_cli_bad_input_is_one_line_and_exit_2(trajectory_file: Path, tmp_path: Path) -> None:
     for args in (
-        ["--judge", "rulez", str(trajectory_file), str(tmp_path / "o.jsonl")],
-        ["--judge", "ruler", str(trajectory_file), str(tmp_path / "o.jsonl")],  # no --judge-model
-        ["--judge", "rules", str(tmp_path / "missing.jsonl"), str(tmp_path / "o.jsonl")],
-        ["--judge", "rules", str(trajectory_file), str(trajectory_file)],
+        ["--judge", "rulez", str(trajectory_file), "--out", str(tmp_path / "o.jsonl")],
+        ["--judge", "ruler", str(trajectory_file), "--out", str(tmp_path / "o.jsonl")],  # no --judge-model
+        ["--judge", "rules", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl")],
+        ["--judge", "rules", str(trajectory_file), "--out", str(trajectory_file)],
     ):
         result = run("judges.score", *args)
         assert result.returncode == 2, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     rubric = tmp_path / "rubric.yaml"
     rubric.write_text("weights: {nonsense: 1}\n")
-    result = run("judges.score", "--rubric", str(rubric), str(trajectory_file), str(tmp_path / "o.jsonl"))
+    result = run("judges.score", "--rubric", str(rubric), str(trajectory_file), "--out", str(tmp_path / "o.jsonl"))
     assert result.returncode == 2 and "nonsense" in result.stderr
 
 
@@ -101,6 +101,7 @@ def test_score_cli_ruler_plus_rules_against_a_judge_server(
         "--cache-dir",
         str(tmp_path / "cache"),
         str(trajectory_file),
+        "--out",
         str(out),
     ]
     secret = "sk-test-judge-secret"

@@ -38,8 +38,11 @@ def ops(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
 
 def test_off_unless_asked(ops: list[tuple[str, Any]]) -> None:
     assert tracing.wanted_project(None, environ={}) is None
-    assert tracing.wanted_project(None, environ={"WANDB_API_KEY": "k"}) == "mcpgym"
-    assert tracing.wanted_project("p", disabled=True, environ={"WANDB_API_KEY": "k"}) is None
+    # A W&B key alone never starts tracing: only the flag or mcpgym's own variable.
+    assert tracing.wanted_project(None, environ={"WANDB_API_KEY": "k"}) is None
+    assert tracing.wanted_project(None, environ={"MCPGYM_WEAVE": "team/p"}) == "team/p"
+    assert tracing.wanted_project("", environ={}) == "mcpgym"
+    assert tracing.wanted_project("p", disabled=True, environ={"MCPGYM_WEAVE": "q"}) is None
     assert not tracing.setup_tracing(None)
 
     def fn() -> int:

@@ -60,7 +60,7 @@ def test_profiles_by_family(tmp_path: Path) -> None:
 def test_dry_run_prints_the_exact_command(tmp_path: Path) -> None:
     model = _fake_model(tmp_path / "Qwen3-8B", "qwen3", ["<|im_start|>"])
     adapter = _adapter(tmp_path / "adapter", rank=32)
-    argv = ["-m", "serve.vllm", "--model", str(model), "--lora", f"mine={adapter}", "--port", "8123"]
+    argv = ["-m", "serve.vllm", "--weights", str(model), "--lora", f"mine={adapter}", "--port", "8123"]
     result = _cli(*argv, "--device", "gpu", "--gpu-memory-utilization", "0.8", "--max-model-len", "8192", "--dry-run")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
@@ -104,7 +104,7 @@ def test_dry_run_on_cpu_with_the_embedded_model() -> None:
         (["-m", "serve.vllm", "--bogus"], "unrecognized arguments: --bogus"),
         (["-m", "serve.vllm", "--lora", "nodir"], "--lora wants NAME=DIR"),
         (["-m", "serve.vllm", "--lora", "a=/nonexistent/adapter"], "adapter_config.json missing"),
-        (["-m", "serve.vllm", "--model", "/nonexistent/model"], "no such model folder"),
+        (["-m", "serve.vllm", "--weights", "/nonexistent/model"], "no such model folder"),
         (["-m", "serve.vllm", "--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization must be in (0, 1]"),
         (["-m", "serve.vllm", "--max-lora-rank", "7"], "invalid choice"),
         (["-m", "serve.lora", "load", "x"], "required: path"),
@@ -193,14 +193,14 @@ def test_bench_cli_writes_json_and_charts_and_compares(scripted_server, tmp_path
     for label in ("base", "merged"):
         out = tmp_path / label
         argv = ["-m", "serve.bench", "--base-url", url, "--model", "m", "--concurrency", "1,2", "--requests", "3"]
-        result = _cli(*argv, "--label", label, "--out", str(out), "--no-progress")
+        result = _cli(*argv, "--label", label, "--out-dir", str(out), "--no-progress")
         assert result.returncode == 0, result.stderr
         assert "agent" in result.stdout and "tool-parse" in result.stdout
         report = load_report(out / "bench.json")
         assert report.label == label and len(report.results) == 4
         assert all((out / name).read_bytes()[:4] == b"\x89PNG" for name in ("throughput.png", "latency.png"))
         runs.append(out / "bench.json")
-    result = _cli("-m", "serve.bench", "--compare", *map(str, runs), "--out", str(tmp_path / "cmp"))
+    result = _cli("-m", "serve.bench", "--compare", *map(str, runs), "--out-dir", str(tmp_path / "cmp"))
     assert result.returncode == 0, result.stderr
     for name in ("compare_throughput.png", "compare_latency.png"):
         assert (tmp_path / "cmp" / name).stat().st_size > 10_000

@@ -23,7 +23,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
 
 def test_gguf_export_round_trips(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "gguf" / "tiny.q8_0.gguf"
-    result = _cli("gguf", "--model", str(tiny_model_dir), "--out", str(out), "--quant", "q8_0", "--verify")
+    result = _cli("gguf", "--weights", str(tiny_model_dir), "--out", str(out), "--quant", "q8_0", "--verify")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.splitlines()[0])
     assert summary["architecture"] == "llama"
@@ -37,8 +37,8 @@ def test_gguf_export_round_trips(tiny_model_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["gguf", "--model", "/nonexistent", "--out", "x.gguf"], "no such file: /nonexistent"),
-        (["gguf", "--model", ".", "--out", "x.gguf", "--quant", "q4_k_m"], "invalid choice: 'q4_k_m'"),
+        (["gguf", "--weights", "/nonexistent", "--out", "x.gguf"], "no such file: /nonexistent"),
+        (["gguf", "--weights", ".", "--out", "x.gguf", "--quant", "q4_k_m"], "invalid choice: 'q4_k_m'"),
         (["onnx"], "invalid choice: 'onnx'"),
     ],
 )

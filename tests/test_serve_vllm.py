@@ -105,7 +105,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
     work = tmp_path_factory.mktemp("serve")
     adapter = make_adapter(model_dir, work / "adapter")
     port = free_port()
-    argv = [sys.executable, "-m", "serve.vllm", "--model", str(model_dir), "--lora", f"{ADAPTER_NAME}={adapter}"]
+    argv = [sys.executable, "-m", "serve.vllm", "--weights", str(model_dir), "--lora", f"{ADAPTER_NAME}={adapter}"]
     argv += ["--port", str(port), "--log-dir", str(work / "logs"), "--max-model-len", "4096"]
     process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     announcement: list[str] = []
@@ -232,7 +232,7 @@ def test_lora_cli_load_list_unload(launched: Launched) -> None:
 def test_bench_against_the_server(launched: Launched, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     argv = ["-m", "serve.bench", "--base-url", launched.base_url, "--concurrency", "1,2", "--requests", "2"]
-    argv += ["--max-tokens", "12", "--stream", "--out", str(out), "--no-progress", "--warmup", "0"]
+    argv += ["--max-tokens", "12", "--stream", "--out-dir", str(out), "--no-progress", "--warmup", "0"]
     result = _run(*argv, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())

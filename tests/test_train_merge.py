@@ -141,7 +141,7 @@ def test_art_model_folder_resolves_to_latest_checkpoint(adapter: Path, tmp_path:
 
 def test_default_base_is_the_adapters_recorded_base(adapter: Path, tiny_base: Path, work: Path) -> None:
     out = work / "merged-default-base"
-    result = run_merge("--adapter", adapter, "--out", out)
+    result = run_merge("--adapter", adapter, "--out-dir", out)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(out.resolve())
     assert "merge [" in result.stderr and "done:" in result.stderr  # progress lines go to stderr
@@ -153,28 +153,29 @@ def test_default_base_is_the_adapters_recorded_base(adapter: Path, tiny_base: Pa
 
 
 def test_missing_adapter_dir(tiny_base: Path, tmp_path: Path) -> None:
-    result = run_merge("--base-model", tiny_base, "--adapter", tmp_path / "nope", "--out", tmp_path / "out")
+    result = run_merge("--base-model", tiny_base, "--adapter", tmp_path / "nope", "--out-dir", tmp_path / "out")
     assert result.returncode == 2
     assert "adapter folder not found" in error_line(result)
     assert not (tmp_path / "out").exists()
 
 
 def test_folder_without_adapter(tiny_base: Path, tmp_path: Path) -> None:
-    result = run_merge("--base-model", tiny_base, "--adapter", tiny_base, "--out", tmp_path / "out")
+    result = run_merge("--base-model", tiny_base, "--adapter", tiny_base, "--out-dir", tmp_path / "out")
     assert result.returncode == 2
     assert "not a PEFT adapter" in error_line(result)
 
 
 def test_adapter_for_other_architecture(adapter: Path, work: Path, tmp_path: Path) -> None:
     other = build_tiny_model(work / "tiny-hidden32", hidden=32)
-    result = run_merge("--base-model", other, "--adapter", adapter, "--out", tmp_path / "out")
+    result = run_merge("--base-model", other, "--adapter", adapter, "--out-dir", tmp_path / "out")
     assert result.returncode == 2
     assert "different architecture" in error_line(result) and "hidden_size" in result.stderr
 
     # Past the recorded-base check, the shapes themselves still refuse it.
     forced = run_merge(
-        "--base-model", other, "--adapter", adapter, "--out", tmp_path / "out", "--allow-base-mismatch", "--quiet"
-    )
+        "--base-model", other, "--adapter", adapter, "--out-dir", tmp_path / "out", "--allow-base-mismatch",
+        "--no-progress",
+    )  # fmt: skip
     assert forced.returncode == 2
     assert "does not fit" in error_line(forced)
     assert not (tmp_path / "out").exists()
@@ -182,7 +183,7 @@ def test_adapter_for_other_architecture(adapter: Path, work: Path, tmp_path: Pat
 
 def test_adapter_for_same_shapes_other_weights(adapter: Path, work: Path, tmp_path: Path) -> None:
     other = build_tiny_model(work / "tiny-seed1", seed=1)
-    result = run_merge("--base-model", other, "--adapter", adapter, "--out", tmp_path / "out")
+    result = run_merge("--base-model", other, "--adapter", adapter, "--out-dir", tmp_path / "out")
     assert result.returncode == 2
     assert "weights differ" in error_line(result)
 
@@ -192,11 +193,11 @@ def test_adapter_recording_another_hub_model(tiny_base: Path, adapter: Path, tmp
     config = json.loads((renamed / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = "SomeOrg/Other-Model-7B"
     (renamed / "adapter_config.json").write_text(json.dumps(config))
-    result = run_merge("--base-model", tiny_base, "--adapter", renamed, "--out", tmp_path / "out")
+    result = run_merge("--base-model", tiny_base, "--adapter", renamed, "--out-dir", tmp_path / "out")
     assert result.returncode == 2
     assert "SomeOrg/Other-Model-7B" in error_line(result)
     # Without --base-model there is no local folder to merge into.
-    result = run_merge("--adapter", renamed, "--out", tmp_path / "out")
+    result = run_merge("--adapter", renamed, "--out-dir", tmp_path / "out")
     assert result.returncode == 2
     assert "pass --base-model" in error_line(result)
 
@@ -205,21 +206,21 @@ def test_out_dir_not_empty_or_an_input(tiny_base: Path, adapter: Path, tmp_path:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    result = run_merge("--base-model", tiny_base, "--adapter", adapter, "--out", out)
+    result = run_merge("--base-model", tiny_base, "--adapter", adapter, "--out-dir", out)
     assert result.returncode == 2
     assert "not empty" in error_line(result) and "--force" in result.stderr
     assert (out / "keep.txt").read_text() == "mine"
 
-    result = run_merge("--base-model", tiny_base, "--adapter", adapter, "--out", tiny_base, "--force")
+    result = run_merge("--base-model", tiny_base, "--adapter", adapter, "--out-dir", tiny_base, "--force")
     assert result.returncode == 2
     assert "would overwrite the input" in error_line(result)
 
 
 def test_bad_flags(tmp_path: Path) -> None:
-    result = run_merge("--adapter", tmp_path, "--out", tmp_path / "o", "--dtype", "fp8")
+    result = run_merge("--adapter", tmp_path, "--out-dir", tmp_path / "o", "--dtype", "fp8")
     assert result.returncode == 2
     assert "invalid choice" in error_line(result)
-    result = run_merge("--out", tmp_path / "o")
+    result = run_merge("--out-dir", tmp_path / "o")
     assert result.returncode == 2
     assert "--adapter" in error_line(result)
     assert run_merge("--help").returncode == 0
@@ -232,7 +233,7 @@ def test_failed_verification_exits_1_and_publishes_nothing(tiny_base: Path, adap
     out = tmp_path / "out"
     # bfloat16 rounding always moves the logits a little, so a zero tolerance must fail.
     result = run_merge(
-        "--base-model", tiny_base, "--adapter", adapter, "--out", out, "--dtype", "bf16", "--tolerance", "0"
+        "--base-model", tiny_base, "--adapter", adapter, "--out-dir", out, "--dtype", "bf16", "--tolerance", "0"
     )
     assert result.returncode == 1
     line = error_line(result)

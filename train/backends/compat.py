@@ -80,8 +80,8 @@ def install_openai_client(model: Model, base_url: str, api_key: str) -> None:
 @contextlib.contextmanager
 def wandb_optional(model: Model) -> Iterator[None]:
     """Within the block, `model._get_wandb_run()` is None when wandb is not installed (see above)."""
-    if importlib.util.find_spec("wandb") is not None:
-        yield
+    if importlib.util.find_spec("wandb") is not None or "_get_wandb_run" in vars(model):
+        yield  # installed, or already answered for this model (make_model without wandb)
         return
     object.__setattr__(model, "_get_wandb_run", lambda: None)  # an instance attribute shadows the method
     try:

@@ -41,6 +41,7 @@ from art.utils.get_model_step import get_model_step
 from art.utils.output_dirs import get_model_dir, get_step_checkpoint_dir
 from tqdm import auto as tqdm
 
+from envs.flags import progress_off
 from serve.vllm import VLLMServer
 
 from .compat import choices_as_sampled, fix_transformers_mask_patch, install_openai_client, wandb_optional
@@ -210,7 +211,7 @@ class TorchBackend(LocalBackend):
         service = await self._get_service(model)
         total_trainable = sum(batch.num_trainable_tokens for batch in batches)
         dropped = sum(batch.num_dropped_trajectories for batch in batches)
-        progress = tqdm.tqdm(total=len(batches), desc="sft train", disable=not batches)
+        progress = tqdm.tqdm(total=len(batches), desc="sft train", disable=not batches or progress_off())
         started = time.monotonic()
         try:
             async for result in service.train_sft(

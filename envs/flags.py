@@ -1,0 +1,118 @@
+"""One meaning per flag: the flags mcpgym's CLIs share, each added through `add_flag` so that it
+means the same thing (and reads the same in `--help`) in every CLI. The README's "Flags" table is
+`FLAGS`; `tests/test_cli_flags.py` walks every CLI's parser and fails on a shared flag added by hand.
+
+An old spelling stays for one release as a hidden alias that still works and prints one
+`warning: --old is deprecated; use --new` line (`aliases=`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+# flag -> (metavar, what it means everywhere). `None` metavar: a switch.
+FLAGS: dict[str, tuple[str | None, str]] = {
+    "--model": ("NAME", "the model name to request at --base-url (the name the server serves it under)"),
+    "--name": ("NAME", "the name a model trained or served here is given"),
+    "--weights": ("PATH", "weights to load: a model folder or a Hugging Face repo id"),
+    "--base-model": ("PATH", "the base weights a LoRA is trained on or applied to"),
+    "--out": ("FILE", "an output file"),
+    "--out-dir": ("DIR", "an output folder"),
+    "--limit": ("N", "how many tasks: the first N (0 or absent: all)"),
+    "--tasks-file": ("FILE", "a tasks JSONL file"),
+    "--report": ("FILE", "where the JSON report (stats, metrics, summary) is written"),
+    "--json": (None, "print JSON on stdout instead of a table"),
+    "--no-progress": (None, "no progress bars (or set TQDM_DISABLE=1)"),
+    "--api-key-env": ("VAR", "the environment variable holding the policy endpoint's API key"),
+    "--judge-api-key-env": ("VAR", "the environment variable holding the judge endpoint's API key"),
+    "--weave": ("PROJECT", "trace to this weave project (or set MCPGYM_WEAVE=PROJECT); off otherwise"),
+    "--wandb": (None, "log training metrics to W&B (or set MCPGYM_WANDB=1); off otherwise"),
+}
+
+
+class _DeprecatedStore(argparse.Action):
+    """A hidden old spelling: stores like the new flag would, after one warning line."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, const_value: Any = None, **kwargs: Any):
+        self.new, self.const_value = new, const_value
+        if const_value is not None:
+            kwargs["nargs"] = 0
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None):
+        print(f"warning: {option} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, self.const_value if self.const_value is not None else values)
+
+
+def add_flag(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    *,
+    help: str,
+    aliases: Sequence[str] = (),
+    **kwargs: Any,
+) -> argparse.Action:
+    """Add shared `flag` with this CLI's `help` (what it is here: "trajectory JSONL (appended)"),
+    and the hidden deprecated `aliases`. Other keyword arguments go to `add_argument`."""
+    if flag not in FLAGS:
+        raise KeyError(f"{flag} is not a shared flag (envs.flags.FLAGS)")
+    metavar, _meaning = FLAGS[flag]
+    # argparse counts a required flag as given only when its own spelling is used, so with aliases
+    # the check moves to envs.cli.ArgumentParser.parse_known_args (`required_flag`).
+    required = bool(kwargs.pop("required", False)) if aliases else False
+    if metavar is None:
+        kwargs.setdefault("action", "store_true")
+    else:
+        kwargs.setdefault("metavar", metavar)
+    action = parser.add_argument(flag, help=f"{help} (required)" if required else help, **kwargs)
+    action.shared_flag = flag  # type: ignore[attr-defined]  (what tests/test_cli_flags.py checks)
+    action.required_flag = required  # type: ignore[attr-defined]
+    for old in aliases:
+        extra: dict[str, Any] = {}
+        if metavar is None:
+            extra["const_value"] = True
+        elif "type" in kwargs:
+            extra["type"] = kwargs["type"]
+        if "nargs" in kwargs and metavar is not None:
+            extra["nargs"] = kwargs["nargs"]
+        parser.add_argument(
+            old,
+            dest=action.dest,
+            action=_DeprecatedStore,
+            new=flag,
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+            **extra,
+        )
+    return action
+
+
+def progress_off() -> bool:
+    """Whether progress bars are off for this process (`--no-progress` or TQDM_DISABLE)."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def apply_no_progress(no_progress: bool) -> None:
+    """`--no-progress`: off for this process and the processes it starts (tqdm reads TQDM_DISABLE)."""
+    if no_progress:
+        os.environ["TQDM_DISABLE"] = "1"
+
+
+def wandb_wanted(flag: bool, environ: dict[str, str] | None = None) -> bool:
+    """W&B only when asked: `--wandb` or MCPGYM_WANDB=1 (never from WANDB_API_KEY alone)."""
+    environ = dict(os.environ) if environ is None else environ
+    return flag or environ.get("MCPGYM_WANDB", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def flags_table() -> str:
+    """The README's table of shared flags (markdown)."""
+    rows = ["| flag | means, in every CLI |", "|---|---|"]
+    rows += [
+        f"| `{flag}{'' if metavar is None else ' ' + metavar}` | {meaning} |"
+        for flag, (metavar, meaning) in FLAGS.items()
+    ]
+    return "\n".join(rows)
