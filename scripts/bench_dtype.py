@@ -85,14 +85,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "dtype.json")
     args = parser.parse_args()
     flags = cpu_flags()
-    rows = [
-        measure(name, tokens=args.tokens, repeats=args.repeats, threads=args.threads)
-        for name in ("float32", "bfloat16")
-    ]
     print(f"CPU flags: {' '.join(flags) or 'no avx512/amx/bf16 flags'}; {args.threads} threads, {args.tokens} tokens")
-    print(f"{'dtype':<10} {'forward s':>10} {'fwd+bwd s':>10}")
-    for row in rows:
-        print(f"{row['dtype']:<10} {row['forward_s']:>10.2f} {row['forward_backward_s']:>10.2f}")
+    print(f"{'dtype':<10} {'forward s':>10} {'fwd+bwd s':>10}", flush=True)
+    rows = []
+    for name in ("float32", "bfloat16"):  # each row as it is measured: emulated bf16 can take minutes
+        row = measure(name, tokens=args.tokens, repeats=args.repeats, threads=args.threads)
+        rows.append(row)
+        print(f"{row['dtype']:<10} {row['forward_s']:>10.2f} {row['forward_backward_s']:>10.2f}", flush=True)
     speedup = rows[0]["forward_backward_s"] / rows[1]["forward_backward_s"]
     print(f"bfloat16 forward+backward is {speedup:.2f}x float32's speed")
     args.out.parent.mkdir(parents=True, exist_ok=True)
