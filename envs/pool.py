@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,7 +36,7 @@ import anyio
 import httpx2
 import mcp_types
 from fastmcp import FastMCP
-from fastmcp.client.transports import ClientTransport, FastMCPTransport, StdioTransport
+from fastmcp.client.transports import ClientTransport, FastMCPTransport, SSETransport, StdioTransport
 from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import ValidationError
@@ -46,7 +47,7 @@ from .forkserver import ForkServer, ForkTransport, use_fork
 
 log = logging.getLogger(__name__)
 
-ServerKind = Literal["object", "factory", "stdio", "http"]
+ServerKind = Literal["object", "factory", "stdio", "http", "sse"]
 CLIENT_INFO = mcp_types.Implementation(name="mcpgym", version="0.1.0")
 # How much longer than the per-call timeout a call may block before we give up on
 # it from the outside (covers a write that blocks before the request clock starts).
@@ -64,6 +65,20 @@ def leaf_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def _os_reason(exc: BaseException) -> str | None:
+    """What the OS said, from the chain under an error ("connection refused"): an HTTP client's
+    own message ("All connection attempts failed") does not say why."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        errno = getattr(seen, "errno", None)
+        if isinstance(seen, OSError) and isinstance(errno, int):
+            return os.strerror(errno).lower()
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for an exception, looking through exception groups to the cause."""
     exc = leaf_error(exc)
@@ -71,14 +86,22 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, RuntimeError) and cause is not None and str(cause):
         text = f"{text}: {cause}"
-    return text.splitlines()[0] if text else type(exc).__name__
+    text = text.splitlines()[0] if text else type(exc).__name__
+    reason = _os_reason(exc)
+    if reason and reason not in text.lower():
+        text = f"{text} ({reason})"
+    return text
 
 
 class Connection:
     """One MCP client session on one server, open until `aclose()`."""
 
-    def __init__(self, server: str, transport: ClientTransport, *, instance: FastMCP | None = None) -> None:
+    def __init__(
+        self, server: str, transport: ClientTransport, *, instance: FastMCP | None = None, label: str | None = None
+    ) -> None:
         self.server = server
+        # How errors name the server: its name, and for a stdio/HTTP server its command or URL and config file.
+        self.label = label or f"server '{server}'"
         self.instance = instance  # the in-process server this session talks to, if fresh
         self._transport = transport
         self._session: Any = None
@@ -94,7 +117,7 @@ class Connection:
                 await self._ready.wait()
         except TimeoutError:
             await self.aclose()
-            raise EnvInfraError(f"server '{self.server}' did not start within {timeout_s:g} s") from None
+            raise EnvInfraError(f"{self.label} did not start within {timeout_s:g} s") from None
         except BaseException:
             await self.aclose()
             raise
@@ -108,7 +131,7 @@ class Connection:
             else:
                 reason = describe_error(exc)
             await self.aclose()
-            raise EnvInfraError(f"server '{self.server}' failed to start: {reason}") from exc
+            raise EnvInfraError(f"{self.label} failed to start: {reason}") from exc
         return self
 
     async def _hold(self) -> None:
@@ -138,7 +161,7 @@ class Connection:
 
     def _infra(self, reason: str) -> EnvInfraError:
         self._dead_reason = reason
-        return EnvInfraError(f"server '{self.server}': {reason}")
+        return EnvInfraError(f"{self.label}: {reason}")
 
     async def list_tools(self, timeout_s: float) -> list[mcp_types.Tool]:
         tools: list[mcp_types.Tool] = []
@@ -161,7 +184,7 @@ class Connection:
         """Call a tool. Raises CallTimeout, EnvInfraError (the connection is gone or
         spoke nonsense) or MCPError (the server refused this one call)."""
         if self._dead_reason is not None:
-            raise EnvInfraError(f"server '{self.server}': {self._dead_reason}")
+            raise EnvInfraError(f"{self.label}: {self._dead_reason}")
         request = mcp_types.CallToolRequest(params=mcp_types.CallToolRequestParams(name=name, arguments=arguments))
         try:
             with anyio.move_on_after(timeout_s + _CALL_GRACE_S) as scope:
@@ -248,16 +271,24 @@ class ServerHandle:
         elif isinstance(target, StdioServer):
             self.kind = "stdio"
         elif isinstance(target, HttpServer):
-            self.kind = "http"
+            self.kind = target.protocol
         elif callable(target):
             self.kind = "factory"
         else:
             raise EnvConfigError(f"server '{name}': unsupported server {type(target).__name__}")
         self._instance: FastMCP | None = target if isinstance(target, FastMCP) else None
+        self.call_timeout_s: float | None = getattr(target, "timeout_s", None)  # the config's per-server timeout
         self._http_client: httpx2.AsyncClient | None = None
         # Fresh stdio servers come forked from one preloaded interpreter where that is possible.
         self.forks = isinstance(target, StdioServer) and use_fork(name, target, stdio_start)
         self.fork_server: ForkServer | None = None
+
+    @property
+    def label(self) -> str:
+        """The server as messages name it: never an expanded secret (see `envs.config`)."""
+        if isinstance(self.target, StdioServer | HttpServer):
+            return f"server '{self.name}' ({self.target.describe()})"
+        return f"server '{self.name}'"
 
     def _build(self) -> FastMCP:
         try:
@@ -279,7 +310,7 @@ class ServerHandle:
         """Whether an isolated episode gets a new server, not only a new session.
 
         A stdio server carries exactly one session per process, so `per_session`
-        on stdio means a fresh process, like `per_process`. An HTTP URL names a
+        on stdio means a fresh process, like `per_process`. An HTTP/SSE URL names a
         server we cannot start, so `per_process` there means a fresh session."""
         if isolation == "per_process":
             return self.kind in ("factory", "stdio")
@@ -291,7 +322,7 @@ class ServerHandle:
                 f"server '{self.name}': per_process isolation needs a factory (a zero-arg callable returning a "
                 "new FastMCP), not a FastMCP instance"
             )
-        if isolation == "per_process" and self.kind == "http":
+        if isolation == "per_process" and self.kind in ("http", "sse"):
             log.warning("server %r is an HTTP URL: per_process isolation gives each episode a new session", self.name)
 
     def transport(self, *, fresh: bool) -> tuple[ClientTransport, FastMCP | None]:
@@ -318,6 +349,12 @@ class ServerHandle:
                 None,
             )
         spec_http: HttpServer = self.target
+        if self.kind == "sse":
+            # SSE is the legacy transport: fastmcp's client opens its own HTTP client per session.
+            sse = SSETransport(
+                spec_http.url, headers=dict(spec_http.headers), sse_read_timeout=spec_http.sse_read_timeout_s
+            )
+            return sse, None
         if self._http_client is None:
             self._http_client = httpx2.AsyncClient(
                 headers=dict(spec_http.headers),
@@ -338,7 +375,7 @@ class ServerHandle:
 
     async def connect(self, *, fresh: bool, timeout_s: float) -> Connection:
         transport, instance = self.transport(fresh=fresh)
-        return await Connection(self.name, transport, instance=instance).open(timeout_s)
+        return await Connection(self.name, transport, instance=instance, label=self.label).open(timeout_s)
 
 
 class SharedConnection:
