@@ -30,7 +30,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from fastmcp.mcp_config import infer_transport_type_from_url
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .base import EnvConfigError, IsolationMode, StdioStart
 from .config_entries import (
@@ -49,6 +49,7 @@ from .config_vars import Expander, expand_vars
 
 TOP_LEVEL_KEYS = ("mcpServers", "servers", "inputs", "mcpgym", "$schema")
 # Editor-only keys: never expanded (a `${...}` in a description is not a variable to set).
+_SECRET_MIN = 4  # shorter values ("1", "dev") are not worth hiding, and would mangle messages
 _NOT_EXPANDED = {"description", "icon", "autoApprove", "alwaysAllow", "dev", "gallery", "version", "authentication"}
 
 
@@ -69,8 +70,20 @@ class StdioServer(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0)  # per tool call; else the env's call_timeout_s
     origin: str | None = None  # how messages name it (the config's own text, variables unexpanded)
 
+    # Values the config's variables expanded to: hidden wherever this server is described.
+    _expanded: tuple[str, ...] = PrivateAttr(default=())
+
     def describe(self) -> str:
-        return self.origin or f"command: {shlex.join([self.command, *self.args])}"
+        return self.origin or redact(f"command: {shlex.join([self.command, *self.args])}", self.redactions())
+
+    def redactions(self) -> list[tuple[str, str]]:
+        """(secret, stand-in) pairs to cut out of any text about this server (see `redact`)."""
+        values = [*self.env.values(), *self._expanded]
+        return [(value, "***") for value in values if len(value) >= _SECRET_MIN]
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield key, _redacted(value, self.redactions())
 
 
 class HttpServer(BaseModel):
@@ -86,6 +99,8 @@ class HttpServer(BaseModel):
     sse_read_timeout_s: float | None = Field(default=None, gt=0)
     origin: str | None = None  # how messages name it (the config's own text, variables unexpanded)
 
+    _expanded: tuple[str, ...] = PrivateAttr(default=())
+
     @property
     def protocol(self) -> Literal["http", "sse"]:
         if self.type is None:
@@ -95,8 +110,39 @@ class HttpServer(BaseModel):
     def describe(self) -> str:
         return self.origin or f"{'sse ' if self.protocol == 'sse' else ''}url: {safe_url(self.url)}"
 
+    def redactions(self) -> list[tuple[str, str]]:
+        """(secret, stand-in) pairs to cut out of any text about this server: an HTTP client's own
+        error may quote the URL whole ("404 Not Found for url ...?key=...")."""
+        pairs = [(self.url, safe_url(self.url))] if safe_url(self.url) != self.url else []
+        for value in self.headers.values():
+            pairs += [(part, "***") for part in {value, value.split()[-1] if value.split() else ""}]
+        # The host and port are named on purpose (a refused connection must say where it went).
+        parts = urlsplit(self.url)
+        shown = {parts.hostname or "", str(parts.port or "")}
+        pairs += [(value, "***") for value in self._expanded if value not in shown]
+        return [(secret, stand_in) for secret, stand_in in pairs if len(secret) >= _SECRET_MIN]
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield key, _redacted(value, self.redactions())
+
 
 ServerConfig = StdioServer | HttpServer
+
+
+def _redacted(value: Any, redactions: list[tuple[str, str]]) -> Any:
+    if isinstance(value, str):
+        return redact(value, redactions)
+    if isinstance(value, list):
+        return [_redacted(item, redactions) for item in value]
+    return value
+
+
+def redact(text: str, redactions: list[tuple[str, str]]) -> str:
+    """`text` with every secret of `redactions` replaced, longest first."""
+    for secret, stand_in in sorted(redactions, key=lambda pair: -len(pair[0])):
+        text = text.replace(secret, stand_in)
+    return text
 
 
 def safe_url(url: str) -> str:
@@ -166,7 +212,7 @@ def _written(raw: dict[str, Any], entry: StdioEntry | RemoteEntry, source: Path 
     else:
         sse = "sse " if remote_protocol(entry) == "sse" else ""
         text = f"{sse}url: {safe_url(str(raw['url']))}"
-        if raw["url"] != entry.url:
+        if safe_url(str(raw["url"])) != safe_url(entry.url):  # a variable in the host, port or path
             parts = urlsplit(entry.url)
             text += f" ({parts.scheme}://{parts.netloc.rpartition('@')[2]})"
     return f"{text}; config: {source}" if source is not None else text
@@ -194,12 +240,21 @@ def parse_server(
             raise EnvConfigError(f"{label} has both 'url' and 'serverUrl'; give one")
         raw["url"] = raw.pop("serverUrl")
     expander = expander or Expander(config_file=source)
+    mark = len(expander.substituted)
     expanded = {
         key: value if key in _NOT_EXPANDED else expander.expand_tree(value, where=f"{label} {key}")
         for key, value in raw.items()
     }
     entry = validate_entry(expanded, label=label)
     origin = _written(raw, entry, source)
+    server = _build(entry, raw, label=label, base_dir=base_dir, origin=origin)
+    server._expanded = tuple(expander.substituted[mark:])
+    return server
+
+
+def _build(
+    entry: StdioEntry | RemoteEntry, raw: dict[str, Any], *, label: str, base_dir: Path | None, origin: str
+) -> ServerConfig:
     if isinstance(entry, RemoteEntry):
         try:
             return HttpServer(
@@ -315,5 +370,6 @@ __all__ = [
     "load_mcp_config",
     "parse_mcp_config",
     "parse_server",
+    "redact",
     "safe_url",
 ]

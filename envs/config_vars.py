@@ -50,6 +50,7 @@ class Expander:
 
     def __init__(self, *, config_file: Path | None = None, inputs: Mapping[str, str | None] | None = None) -> None:
         self.inputs = dict(inputs or {})
+        self.substituted: list[str] = []  # every value read from the environment: maybe a secret
         workspace = workspace_folder(config_file)
         self.builtins = {
             "workspaceFolder": str(workspace),
@@ -93,6 +94,7 @@ class Expander:
             raise EnvConfigError(f"{where}: {ref} is not a variable name")
         value = os.environ.get(name)
         if value is not None:
+            self.substituted.append(value)
             return value
         if sep:
             return default
@@ -104,6 +106,7 @@ class Expander:
         name = input_env_name(input_id)
         value = os.environ.get(name)
         if value is not None:
+            self.substituted.append(value)
             return value
         default = self.inputs[input_id]
         if default is not None:

@@ -42,7 +42,7 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import ValidationError
 
 from .base import EnvConfigError, EnvInfraError, IsolationMode, StdioStart
-from .config import HttpServer, StdioServer
+from .config import HttpServer, StdioServer, redact
 from .forkserver import ForkServer, ForkTransport, use_fork
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,8 @@ def describe_error(exc: BaseException) -> str:
     exc = leaf_error(exc)
     cause = exc.__cause__
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, EnvInfraError):
+        return text.splitlines()[0]  # ours: already the whole line, its cause redacted into it
     if isinstance(exc, RuntimeError) and cause is not None and str(cause):
         text = f"{text}: {cause}"
     text = text.splitlines()[0] if text else type(exc).__name__
@@ -97,11 +99,19 @@ class Connection:
     """One MCP client session on one server, open until `aclose()`."""
 
     def __init__(
-        self, server: str, transport: ClientTransport, *, instance: FastMCP | None = None, label: str | None = None
+        self,
+        server: str,
+        transport: ClientTransport,
+        *,
+        instance: FastMCP | None = None,
+        label: str | None = None,
+        redactions: list[tuple[str, str]] | None = None,
     ) -> None:
         self.server = server
         # How errors name the server: its name, and for a stdio/HTTP server its command or URL and config file.
         self.label = label or f"server '{server}'"
+        # Secrets (a header's token, a URL's key) that a transport's own error text may quote.
+        self._redactions = redactions or []
         self.instance = instance  # the in-process server this session talks to, if fresh
         self._transport = transport
         self._session: Any = None
@@ -129,9 +139,11 @@ class Connection:
             if leaf is None or (isinstance(leaf, MCPError) and leaf.code == mcp_types.CONNECTION_CLOSED):
                 reason = "the server closed the connection during start-up (see its stderr)"
             else:
-                reason = describe_error(exc)
+                reason = redact(describe_error(exc), self._redactions)
             await self.aclose()
-            raise EnvInfraError(f"{self.label} failed to start: {reason}") from exc
+            error = EnvInfraError(f"{self.label} failed to start: {reason}")
+            # The cause's own text may quote a secret (a URL's key): not chained where one is known.
+            raise error from (None if self._redactions else exc)
         return self
 
     async def _hold(self) -> None:
@@ -160,6 +172,7 @@ class Connection:
         return not getattr(dispatcher, "_closed", False)
 
     def _infra(self, reason: str) -> EnvInfraError:
+        reason = redact(reason, self._redactions)
         self._dead_reason = reason
         return EnvInfraError(f"{self.label}: {reason}")
 
@@ -225,7 +238,7 @@ class Connection:
         if holder.done() and not holder.cancelled():
             exc = holder.exception()
             if exc is not None:
-                log.debug("session of server %r ended with %s", self.server, describe_error(exc))
+                log.debug("session of %s ended with %s", self.label, redact(describe_error(exc), self._redactions))
 
 
 class SharedClientHttpTransport(ClientTransport):
@@ -375,7 +388,9 @@ class ServerHandle:
 
     async def connect(self, *, fresh: bool, timeout_s: float) -> Connection:
         transport, instance = self.transport(fresh=fresh)
-        return await Connection(self.name, transport, instance=instance, label=self.label).open(timeout_s)
+        redactions = self.target.redactions() if isinstance(self.target, StdioServer | HttpServer) else []
+        conn = Connection(self.name, transport, instance=instance, label=self.label, redactions=redactions)
+        return await conn.open(timeout_s)
 
 
 class SharedConnection:

@@ -481,6 +481,22 @@ def test_cli_refused_connection_is_one_line_exit_2_without_the_secret(tmp_path: 
     assert len(result.stderr.strip().splitlines()) == 1 and SECRET not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize("transport", ["http", "sse"])
+async def test_http_error_quoting_the_url_does_not_carry_its_key(
+    tmp_path: Path, calc_http: HttpMcpServer, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    # A wrong path: the HTTP client's own error quotes the whole URL, key and all.
+    monkeypatch.setenv("MCPGYM_T_TOKEN", SECRET)
+    url = f"http://127.0.0.1:{calc_http.port}/nope?key=${{MCPGYM_T_TOKEN}}"
+    entry = {"url": url, "type": transport, "headers": {"Authorization": "Bearer ${MCPGYM_T_TOKEN}"}}
+    path = write_json(tmp_path / "mcp.json", {"mcpServers": {"remote": entry}})
+    text = await start_error(path)
+    sse = "sse " if transport == "sse" else ""
+    where = f"{sse}url: http://127.0.0.1:{calc_http.port}/nope?...; config: {path.resolve()}"
+    assert text.startswith(f"server 'remote' ({where}) failed to start: ") and "Not Found" in text, text
+    assert SECRET not in text
+
+
 @pytest.mark.parametrize(
     ("command", "args", "reason"),
     [
@@ -516,6 +532,17 @@ def load_server(entry: dict[str, object]) -> StdioServer | HttpServer:
     from envs.config import parse_mcp_config
 
     return parse_mcp_config({"mcpServers": {"x": entry}}).servers["x"]
+
+
+def test_expanded_values_stay_out_of_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCPGYM_T_TOKEN", SECRET)
+    stdio = load_server({"command": "python", "args": ["server.py", "--token", "${env:MCPGYM_T_TOKEN}"]})
+    http = load_server({"url": "http://127.0.0.1:9/mcp/${MCPGYM_T_TOKEN}?key=${MCPGYM_T_TOKEN}"})
+    assert isinstance(stdio, StdioServer) and stdio.args[-1] == SECRET  # the server still gets it
+    assert isinstance(http, HttpServer) and http.url.endswith(f"?key={SECRET}")
+    for server in (stdio, http):
+        assert SECRET not in repr(server) and SECRET not in server.describe()
+    assert "'--token', '***'" in repr(stdio) and "127.0.0.1:9" in repr(http)
 
 
 def test_expanded_values_are_not_echoed_in_config_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
