@@ -58,7 +58,7 @@ from .base import (
     ToolOutcome,
     Verdict,
 )
-from .config import HttpServer, McpConfig, StdioServer, load_mcp_config, parse_mcp_config, parse_server
+from .config import HttpServer, McpConfig, StdioServer, is_disabled, load_mcp_config, parse_mcp_config, parse_server
 from .pool import CallTimeout, Connection, Provider, ServerHandle, SharedConnection, make_provider
 from .schemas import ToolEntry, cap_text, result_text
 from .tasks import TasksArg, TaskSource
@@ -95,13 +95,24 @@ def resolve_servers(servers: Any, *, name: str) -> tuple[dict[str, Any], McpConf
         config = load_mcp_config(servers)
         return dict(config.servers), config
     if isinstance(servers, Mapping):
-        if "mcpServers" in servers:
+        if "mcpServers" in servers or _vscode_layout(servers):
             config = parse_mcp_config(dict(servers))
             return dict(config.servers), config
         if not servers:
             raise EnvConfigError(f"env '{name}': no servers given")
-        return {str(k): _server_target(str(k), v, where=f"env '{name}'") for k, v in servers.items()}, None
+        targets = {
+            str(k): _server_target(str(k), v, where=f"env '{name}'") for k, v in servers.items() if not is_disabled(v)
+        }
+        if not targets:
+            raise EnvConfigError(f"env '{name}': every server is disabled")
+        return targets, None
     return {name: _server_target(name, servers, where=f"env '{name}'")}, None
+
+
+def _vscode_layout(servers: Mapping[str, Any]) -> bool:
+    """VS Code's `{"servers": {...}, "inputs": [...]}`, not one server named "servers"."""
+    inner = servers.get("servers")
+    return isinstance(inner, Mapping) and not ({"command", "url", "serverUrl"} & set(inner))
 
 
 def _as_call(value: ToolCall | Mapping[str, Any]) -> ToolCall:
@@ -123,12 +134,16 @@ class MCPEnv:
 
     `servers`: a `fastmcp.FastMCP` object; a zero-arg callable returning a new
     one (an in-process factory); `StdioServer(command, args, env, cwd)`;
-    `HttpServer(url, headers)` (or an `http(s)://` string); an `mcpServers`
-    dict or a path to its JSON; or a dict of name -> any of these. Tools of
+    `HttpServer(url, headers, type)` (or an `http(s)://` string: streamable
+    HTTP, or SSE where the path ends in `/sse`); a config dict in any host's
+    layout (`mcpServers`, VS Code's `servers` + `inputs`) or a path to its
+    JSON; or a dict of name -> any of these. Tools of
     several servers are namespaced `server__tool` only where names collide.
 
     `isolation` defaults to the JSON's `mcpgym.isolation`, else `per_session`.
     `tasks` / `system_prompt` default to the JSON's `mcpgym` section.
+    `call_timeout_s`: each tool call's limit, unless the server's config entry sets
+    its own `timeout` (ms, fastmcp's key), which wins for that server's tools.
     `server_log`: a file that stdio servers' stderr is appended to (default: ours).
     `stdio_start`: how isolated episodes' fresh stdio servers start: "auto" (forked from a
     preloaded interpreter where the command is Python running a script or `-m module` on
@@ -400,12 +415,11 @@ class Episode:
         problem = entry.check_arguments(arguments)
         if problem is not None:
             return self._reply(call, start, "bad_arguments", f"Error: invalid arguments for '{call.name}': {problem}")
+        timeout_s = env.handles[entry.server].call_timeout_s or env.call_timeout_s
         try:
-            result = await self._conns[entry.server].call(entry.mcp_name, arguments, env.call_timeout_s)
+            result = await self._conns[entry.server].call(entry.mcp_name, arguments, timeout_s)
         except CallTimeout:
-            return self._reply(
-                call, start, "timeout", f"Error: tool '{call.name}' timed out after {env.call_timeout_s:g} s."
-            )
+            return self._reply(call, start, "timeout", f"Error: tool '{call.name}' timed out after {timeout_s:g} s.")
         except MCPError as exc:
             kind = {mcp_types.INVALID_PARAMS: "bad_arguments", mcp_types.METHOD_NOT_FOUND: "unknown_tool"}
             return self._reply(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,18 +36,18 @@ import anyio
 import httpx2
 import mcp_types
 from fastmcp import FastMCP
-from fastmcp.client.transports import ClientTransport, FastMCPTransport, StdioTransport
+from fastmcp.client.transports import ClientTransport, FastMCPTransport, SSETransport, StdioTransport
 from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import ValidationError
 
 from .base import EnvConfigError, EnvInfraError, IsolationMode, StdioStart
-from .config import HttpServer, StdioServer
+from .config import HttpServer, StdioServer, redact
 from .forkserver import ForkServer, ForkTransport, use_fork
 
 log = logging.getLogger(__name__)
 
-ServerKind = Literal["object", "factory", "stdio", "http"]
+ServerKind = Literal["object", "factory", "stdio", "http", "sse"]
 CLIENT_INFO = mcp_types.Implementation(name="mcpgym", version="0.1.0")
 # How much longer than the per-call timeout a call may block before we give up on
 # it from the outside (covers a write that blocks before the request clock starts).
@@ -64,21 +65,53 @@ def leaf_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def _os_reason(exc: BaseException) -> str | None:
+    """What the OS said, from the chain under an error ("connection refused"): an HTTP client's
+    own message ("All connection attempts failed") does not say why."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        errno = getattr(seen, "errno", None)
+        if isinstance(seen, OSError) and isinstance(errno, int):
+            return os.strerror(errno).lower()
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for an exception, looking through exception groups to the cause."""
     exc = leaf_error(exc)
     cause = exc.__cause__
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, EnvInfraError):
+        return text.splitlines()[0]  # ours: already the whole line, its cause redacted into it
     if isinstance(exc, RuntimeError) and cause is not None and str(cause):
         text = f"{text}: {cause}"
-    return text.splitlines()[0] if text else type(exc).__name__
+    text = text.splitlines()[0] if text else type(exc).__name__
+    reason = _os_reason(exc)
+    if reason and reason not in text.lower():
+        text = f"{text} ({reason})"
+    return text
 
 
 class Connection:
     """One MCP client session on one server, open until `aclose()`."""
 
-    def __init__(self, server: str, transport: ClientTransport, *, instance: FastMCP | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        transport: ClientTransport,
+        *,
+        instance: FastMCP | None = None,
+        label: str | None = None,
+        redactions: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.server = server
+        # How errors name the server: its name, and for a stdio/HTTP server its command or URL and config file.
+        self.label = label or f"server '{server}'"
+        # Secrets (a header's token, a URL's key) that a transport's own error text may quote.
+        self._redactions = redactions or []
         self.instance = instance  # the in-process server this session talks to, if fresh
         self._transport = transport
         self._session: Any = None
@@ -94,7 +127,7 @@ class Connection:
                 await self._ready.wait()
         except TimeoutError:
             await self.aclose()
-            raise EnvInfraError(f"server '{self.server}' did not start within {timeout_s:g} s") from None
+            raise EnvInfraError(f"{self.label} did not start within {timeout_s:g} s") from None
         except BaseException:
             await self.aclose()
             raise
@@ -106,9 +139,11 @@ class Connection:
             if leaf is None or (isinstance(leaf, MCPError) and leaf.code == mcp_types.CONNECTION_CLOSED):
                 reason = "the server closed the connection during start-up (see its stderr)"
             else:
-                reason = describe_error(exc)
+                reason = redact(describe_error(exc), self._redactions)
             await self.aclose()
-            raise EnvInfraError(f"server '{self.server}' failed to start: {reason}") from exc
+            error = EnvInfraError(f"{self.label} failed to start: {reason}")
+            # The cause's own text may quote a secret (a URL's key): not chained where one is known.
+            raise error from (None if self._redactions else exc)
         return self
 
     async def _hold(self) -> None:
@@ -137,8 +172,9 @@ class Connection:
         return not getattr(dispatcher, "_closed", False)
 
     def _infra(self, reason: str) -> EnvInfraError:
+        reason = redact(reason, self._redactions)
         self._dead_reason = reason
-        return EnvInfraError(f"server '{self.server}': {reason}")
+        return EnvInfraError(f"{self.label}: {reason}")
 
     async def list_tools(self, timeout_s: float) -> list[mcp_types.Tool]:
         tools: list[mcp_types.Tool] = []
@@ -161,7 +197,7 @@ class Connection:
         """Call a tool. Raises CallTimeout, EnvInfraError (the connection is gone or
         spoke nonsense) or MCPError (the server refused this one call)."""
         if self._dead_reason is not None:
-            raise EnvInfraError(f"server '{self.server}': {self._dead_reason}")
+            raise EnvInfraError(f"{self.label}: {self._dead_reason}")
         request = mcp_types.CallToolRequest(params=mcp_types.CallToolRequestParams(name=name, arguments=arguments))
         try:
             with anyio.move_on_after(timeout_s + _CALL_GRACE_S) as scope:
@@ -202,7 +238,7 @@ class Connection:
         if holder.done() and not holder.cancelled():
             exc = holder.exception()
             if exc is not None:
-                log.debug("session of server %r ended with %s", self.server, describe_error(exc))
+                log.debug("session of %s ended with %s", self.label, redact(describe_error(exc), self._redactions))
 
 
 class SharedClientHttpTransport(ClientTransport):
@@ -248,16 +284,24 @@ class ServerHandle:
         elif isinstance(target, StdioServer):
             self.kind = "stdio"
         elif isinstance(target, HttpServer):
-            self.kind = "http"
+            self.kind = target.protocol
         elif callable(target):
             self.kind = "factory"
         else:
             raise EnvConfigError(f"server '{name}': unsupported server {type(target).__name__}")
         self._instance: FastMCP | None = target if isinstance(target, FastMCP) else None
+        self.call_timeout_s: float | None = getattr(target, "timeout_s", None)  # the config's per-server timeout
         self._http_client: httpx2.AsyncClient | None = None
         # Fresh stdio servers come forked from one preloaded interpreter where that is possible.
         self.forks = isinstance(target, StdioServer) and use_fork(name, target, stdio_start)
         self.fork_server: ForkServer | None = None
+
+    @property
+    def label(self) -> str:
+        """The server as messages name it: never an expanded secret (see `envs.config`)."""
+        if isinstance(self.target, StdioServer | HttpServer):
+            return f"server '{self.name}' ({self.target.describe()})"
+        return f"server '{self.name}'"
 
     def _build(self) -> FastMCP:
         try:
@@ -279,7 +323,7 @@ class ServerHandle:
         """Whether an isolated episode gets a new server, not only a new session.
 
         A stdio server carries exactly one session per process, so `per_session`
-        on stdio means a fresh process, like `per_process`. An HTTP URL names a
+        on stdio means a fresh process, like `per_process`. An HTTP/SSE URL names a
         server we cannot start, so `per_process` there means a fresh session."""
         if isolation == "per_process":
             return self.kind in ("factory", "stdio")
@@ -291,7 +335,7 @@ class ServerHandle:
                 f"server '{self.name}': per_process isolation needs a factory (a zero-arg callable returning a "
                 "new FastMCP), not a FastMCP instance"
             )
-        if isolation == "per_process" and self.kind == "http":
+        if isolation == "per_process" and self.kind in ("http", "sse"):
             log.warning("server %r is an HTTP URL: per_process isolation gives each episode a new session", self.name)
 
     def transport(self, *, fresh: bool) -> tuple[ClientTransport, FastMCP | None]:
@@ -318,6 +362,12 @@ class ServerHandle:
                 None,
             )
         spec_http: HttpServer = self.target
+        if self.kind == "sse":
+            # SSE is the legacy transport: fastmcp's client opens its own HTTP client per session.
+            sse = SSETransport(
+                spec_http.url, headers=dict(spec_http.headers), sse_read_timeout=spec_http.sse_read_timeout_s
+            )
+            return sse, None
         if self._http_client is None:
             self._http_client = httpx2.AsyncClient(
                 headers=dict(spec_http.headers),
@@ -338,7 +388,9 @@ class ServerHandle:
 
     async def connect(self, *, fresh: bool, timeout_s: float) -> Connection:
         transport, instance = self.transport(fresh=fresh)
-        return await Connection(self.name, transport, instance=instance).open(timeout_s)
+        redactions = self.target.redactions() if isinstance(self.target, StdioServer | HttpServer) else []
+        conn = Connection(self.name, transport, instance=instance, label=self.label, redactions=redactions)
+        return await conn.open(timeout_s)
 
 
 class SharedConnection:

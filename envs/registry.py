@@ -1,8 +1,9 @@
 """`envs.load(spec)`: one string names an environment, whatever form it comes in.
 
 A spec is, in the order tried:
-- a path to an `mcpServers` JSON (`path/to/mcp.json`), with tasks from the
-  `tasks=` keyword or the JSON's `"mcpgym": {"tasks": ...}` key;
+- a path to an MCP config JSON (`path/to/mcp.json`) in any host's dialect
+  (`mcpServers`, VS Code's `servers` + `inputs`; see `envs.config`), with tasks
+  from the `tasks=` keyword or the JSON's `"mcpgym": {"tasks": ...}` key;
 - `package.module:factory`, where the factory returns an `MCPEnv` (or a
   FastMCP server, which then becomes the env's in-process server factory), or
   the attribute is a FastMCP server itself;

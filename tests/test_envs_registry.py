@@ -172,4 +172,6 @@ def test_cli_server_that_does_not_start_is_one_line_and_exit_2(tmp_path: Path) -
     broken.write_text('{"mcpServers": {"x": {"command": "/nonexistent/server"}}}')
     result = run_cli("inspect", str(broken))
     assert result.returncode == 2
-    assert result.stderr.startswith("error: server 'x' failed to start") and len(result.stderr.splitlines()) == 1
+    where = f"command: /nonexistent/server; config: {broken.resolve()}"
+    assert result.stderr.startswith(f"error: server 'x' ({where}) failed to start")
+    assert len(result.stderr.splitlines()) == 1

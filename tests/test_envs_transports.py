@@ -78,6 +78,20 @@ async def test_streamable_http(calc_http: HttpMcpServer) -> None:
         await _round_trip(env)
 
 
+async def test_sse(calc_sse: HttpMcpServer) -> None:
+    # The legacy SSE transport, to a FastMCP server run with transport="sse": a `/sse` URL is SSE.
+    async with MCPEnv(calc_sse.url, system_prompt="Use the tools.", isolation="shared") as env:
+        assert env.handles["mcp"].kind == "sse"
+        await _round_trip(env)
+    async with MCPEnv(HttpServer(url=calc_sse.url, type="sse"), isolation="per_session") as env:
+        booked = []
+        for _ in range(2):  # each episode its own SSE session, so its own session state
+            async with env.episode() as episode:
+                await episode.reset(TASK)
+                booked.append((await episode.step([call("book", amount=3)])).messages[0]["content"])
+        assert booked == ["3", "3"]
+
+
 async def test_gym_style_reset_and_step_on_the_env() -> None:
     async with MCPEnv(build_calc, isolation="per_session") as env:
         obs = await env.reset(TASK)
