@@ -48,6 +48,9 @@ def rendering_issues(texts: list[str], sources: list[dict[str, Any]]) -> list[st
         for label, needle in want.items():
             if needle and needle not in text:
                 issues.append(f"row {index}: {label} missing ({needle[:40]!r})")
+        for needle in set(src["calls"]):  # every call, the parallel ones too, with its arguments
+            if text.count(needle) < src["calls"].count(needle):
+                issues.append(f"row {index}: call missing ({needle[:60]!r})")
     return issues
 
 
@@ -57,6 +60,26 @@ def sample(texts: list[str], wants: list[dict[str, Any]]) -> str:
         if "thinking" in want["want"] and "assistant text" in want["want"]:
             return text
     return texts[0] if texts else ""
+
+
+def call_objects(row: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
+    """Every call in an exported row as {"name", "arguments": dict}."""
+    if fmt == "llamafactory":
+        out = []
+        for turn in row["conversations"]:
+            if turn["from"] == "function_call":
+                body = turn["value"].split("</think>")[-1]
+                body = body.split("<tool_call>", 1)[1].rsplit("</tool_call>", 1)[0] if "<tool_call>" in body else body
+                calls = json.loads(body)
+                out += calls if isinstance(calls, list) else [calls]
+        return out
+    if fmt == "swift":
+        return [json.loads(m["content"]) for m in row["messages"] if m["role"] == "tool_call"]
+    return [
+        {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}
+        for m in row["messages"]
+        for c in m.get("tool_calls") or []
+    ]
 
 
 def expectations(rows: list[dict[str, Any]], fmt: str) -> list[dict[str, Any]]:
@@ -77,6 +100,9 @@ def expectations(rows: list[dict[str, Any]], fmt: str) -> list[dict[str, Any]]:
             values = [m["content"] for m in messages if m["role"] == "assistant" and m.get("content")]
             calls = [m["content"] for m in messages if m["role"] == "tool_call"]
             calls += [c["function"]["name"] for m in messages for c in m.get("tool_calls") or []]
+        rendered_calls = [
+            f'"arguments": {json.dumps(c["arguments"], ensure_ascii=False)}' for c in call_objects(row, fmt)
+        ]
         if tools:
             first = tools[0].get("function", tools[0])
             want["tool schema"] = first["name"]
@@ -89,7 +115,7 @@ def expectations(rows: list[dict[str, Any]], fmt: str) -> list[dict[str, Any]]:
         texts = [t for t in texts if t and not t.startswith(("{", "["))]
         if texts:
             want["assistant text"] = texts[0][:40]
-        out.append({"want": want})
+        out.append({"want": want, "calls": rendered_calls})
     return out
 
 
@@ -160,8 +186,11 @@ def check_swift(path: str, tokenizer_dir: str) -> None:
     from swift.template import get_template
 
     rows = read_lines(path)
-    dataset, _ = load_dataset([path], strict=True, load_from_cache_file=False)  # strict: a bad row raises
+    # ms-swift's default (strict=False): a row its preprocessing cannot read is dropped with a log line
+    dataset, _ = load_dataset([path], load_from_cache_file=False)
     issues = []
+    if len(dataset) != len(rows):
+        issues.append(f"{len(rows) - len(dataset)} of {len(rows)} rows dropped by ms-swift's preprocessing")
     processor = get_processor(tokenizer_dir, model_type="qwen3", download_model=False)
     template = get_template(processor, template_type="qwen3", agent_template="hermes")
     template.set_mode("train")
@@ -175,16 +204,17 @@ def check_swift(path: str, tokenizer_dir: str) -> None:
         texts.append(processor.decode(encoded["input_ids"]))
         if not any(label >= 0 for label in encoded["labels"]):
             issues.append(f"row {index}: no trained tokens")
-    if len(texts) == len(rows):
+    in_layout = all("messages" in row for row in rows)  # the control feeds it another layout
+    if len(texts) == len(rows) and in_layout:
         issues += rendering_issues(texts, expectations(rows, "swift"))
     report(
         "swift",
-        "ms-swift load_dataset(strict) + qwen3 template, hermes agent template",
+        "ms-swift load_dataset + qwen3 template, hermes agent template",
         "ms-swift",
         len(rows),
         len(texts),
         issues,
-        sample=sample(texts, expectations(rows, "swift")),
+        sample=sample(texts, expectations(rows, "swift")) if in_layout else "",
     )
 
 
@@ -300,7 +330,10 @@ def openai_format_errors(line: dict[str, Any]) -> list[str]:
             errors.append(f"openai_type {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
     if not any(message.get("role") == "assistant" for message in messages):
         errors.append("example_missing_assistant_message")
-    for tool in line.get("tools") or []:
+    tools = line.get("tools") or []
+    if not isinstance(tools, list):
+        return [*errors, "tools_not_a_list"]
+    for tool in tools:
         try:
             tool_type.validate_python(tool)
         except ValidationError as exc:
@@ -324,6 +357,63 @@ def check_openai(path: str) -> None:
     )
 
 
+# -- the shell script's bookkeeping (stdlib only) ---------------------------------------------
+
+
+def label(name: str) -> None:
+    """A check's JSON line from stdin, its format renamed to the check's label."""
+    print(json.dumps(json.loads(sys.stdin.read()) | {"format": name}))
+
+
+def raised(name: str, log: str) -> None:
+    """The line for a check whose consumer raised: its last log line is the issue."""
+    lines = [line for line in Path(log).read_text(errors="replace").splitlines() if line.strip()]
+    print(
+        json.dumps(
+            {
+                "format": name,
+                "consumer": f"(raised, see {log})",
+                "version": "",
+                "rows": 0,
+                "loaded": 0,
+                "issues": [lines[-1][:200] if lines else "no output"],
+            }
+        )
+    )
+
+
+def table(results: str, controls: str) -> None:
+    """The markdown tables of both runs; exit 1 on an issue in the exports or a control not flagged."""
+
+    def show(path: str) -> list[dict[str, Any]]:
+        rows = read_lines(path)
+        print("| format | consumer | version | rows | loaded | issues |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            issues = "; ".join(r["issues"][:3]) + (f" (+{len(r['issues']) - 3} more)" if len(r["issues"]) > 3 else "")
+            issues = issues.replace("|", "\\|") or "none"
+            print(f"| `{r['format']}` | {r['consumer']} | {r['version']} | {r['rows']} | {r['loaded']} | {issues} |")
+        return rows
+
+    print()
+    bad = [r["format"] for r in show(results) if r["issues"] or r["loaded"] != r["rows"]]
+    print("\ncontrols (inputs the issue found broken: each must be flagged)\n")
+    blind = [r["format"] for r in show(controls) if not r["issues"]]
+    if bad or blind:
+        print(f"\nFAILED: issues in {bad}; controls not flagged: {blind}")
+        raise SystemExit(1)
+    print("\nOK: every export loads in its consumer with nothing lost, and every control is flagged")
+
+
 if __name__ == "__main__":
     command, *argv = sys.argv[1:]
-    {"llamafactory": check_llamafactory, "swift": check_swift, "trl": check_trl, "openai": check_openai}[command](*argv)
+    commands = {
+        "llamafactory": check_llamafactory,
+        "swift": check_swift,
+        "trl": check_trl,
+        "openai": check_openai,
+        "label": label,
+        "raised": raised,
+        "table": table,
+    }
+    commands[command](*argv)

@@ -66,13 +66,19 @@ venv llamafactory "llamafactory==$LLAMAFACTORY"
 venv swift "ms-swift==$SWIFT"
 venv trl "trl==$TRL" openai
 
-MODEL=$("$PY" -m train.models path)
+# This checkout's packages first (a venv's editable install may point at another checkout).
+project() { PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$PY" "$@"; }
+if ! project -c 'import envs, rollouts, train' 2>/dev/null; then
+  echo "error: $PY cannot import mcpgym's packages (set PYTHON=/path/to/the/project/venv/bin/python)" >&2
+  exit 2
+fi
+MODEL=$(project -m train.models path)
 DATA="$CHECK_DIR/data"
 rm -rf "$DATA" && mkdir -p "$DATA"
-echo "trajectories: $("$PY" scripts/_export_samples.py "$DATA/trajectories.jsonl")"
+echo "trajectories: $(project scripts/_export_samples.py "$DATA/trajectories.jsonl")"
 echo '{"someone_elses": {"file_name": "theirs.json"}}' > "$DATA/dataset_info.json"  # must survive the merge
 for fmt in llamafactory swift trl openai; do
-  "$PY" -m rollouts.export --format "$fmt" "$DATA/trajectories.jsonl" "$DATA/energy_$fmt.jsonl"
+  project -m rollouts.export --format "$fmt" "$DATA/trajectories.jsonl" "$DATA/energy_$fmt.jsonl"
 done
 "$PY" - "$DATA/dataset_info.json" <<'EOF'
 import json, sys
@@ -81,29 +87,28 @@ assert set(info) == {"someone_elses", "energy_llamafactory"}, info
 print("dataset_info.json: merged, entries", sorted(info))
 EOF
 
-results="$CHECK_DIR/results.jsonl"
-: > "$results"
-run() {  # run VENV ARGS...: one consumer check, its JSON line appended to $results
-  local log="$CHECK_DIR/$2.log"
-  if "$CHECK_DIR/$1/bin/python" scripts/_check_exports.py "${@:2}" > "$log.out" 2> "$log"; then
-    tail -n 1 "$log.out" >> "$results"
+results="$CHECK_DIR/results.jsonl" controls="$CHECK_DIR/controls.jsonl"
+: > "$results"; : > "$controls"
+run() {  # run OUT LABEL VENV ARGS...: one consumer check, its JSON line (labelled) appended to OUT
+  local out=$1 label=$2 venv=$3; shift 3
+  local log="$CHECK_DIR/${label// /_}.log"
+  if "$CHECK_DIR/$venv/bin/python" scripts/_check_exports.py "$@" > "$log.out" 2> "$log"; then
+    tail -n 1 "$log.out" | "$PY" scripts/_check_exports.py label "$label" >> "$out"
   else
-    echo "{\"format\": \"$2\", \"consumer\": \"(failed to run, see $log)\", \"version\": \"\", \"rows\": 0, \"loaded\": 0, \"issues\": [\"$(tail -n 1 "$log" | tr -d '"\\')\"]}" >> "$results"
+    "$PY" scripts/_check_exports.py raised "$label" "$log" >> "$out"
   fi
 }
-run llamafactory llamafactory "$DATA" energy_llamafactory "$MODEL"
-run swift swift "$DATA/energy_swift.jsonl" "$MODEL"
-run trl trl "$DATA/energy_trl.jsonl" "$MODEL"
-run trl openai "$DATA/energy_openai.jsonl"
+run "$results" llamafactory llamafactory llamafactory "$DATA" energy_llamafactory "$MODEL"
+run "$results" swift swift swift "$DATA/energy_swift.jsonl" "$MODEL"
+run "$results" trl trl trl "$DATA/energy_trl.jsonl" "$MODEL"
+run "$results" openai trl openai "$DATA/energy_openai.jsonl"
 
-"$PY" - "$results" <<'EOF'
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-print()
-print("| format | consumer | version | rows | loaded | issues |")
-print("|---|---|---|---|---|---|")
-for r in rows:
-    issues = "; ".join(r["issues"][:3]) + (f" (+{len(r['issues']) - 3} more)" if len(r["issues"]) > 3 else "")
-    print(f"| `{r['format']}` | {r['consumer']} | {r['version']} | {r['rows']} | {r['loaded']} | {issues or 'none'} |")
-sys.exit(1 if any(r["issues"] or r["loaded"] != r["rows"] for r in rows) else 0)
-EOF
+# Controls: inputs the issue found broken, which the same checks must flag (else they prove nothing).
+mkdir -p "$DATA/minimal"
+cp "$DATA/energy_llamafactory.jsonl" "$DATA/minimal/"
+echo '{"minimal": {"file_name": "energy_llamafactory.jsonl", "formatting": "sharegpt"}}' > "$DATA/minimal/dataset_info.json"
+run "$controls" "llamafactory file, minimal dataset_info entry" llamafactory llamafactory "$DATA/minimal" minimal "$MODEL"
+run "$controls" "llamafactory file read by ms-swift" swift swift "$DATA/energy_llamafactory.jsonl" "$MODEL"
+run "$controls" "trl file sent to OpenAI" trl openai "$DATA/energy_trl.jsonl"
+
+"$PY" scripts/_check_exports.py table "$results" "$controls"
