@@ -18,13 +18,14 @@ from .tracing import setup_tracing, traced
 # The CLI modules load on first use, so `python -m rollouts.export` does not
 # import itself twice (runpy warns when the package already imported it).
 _LAZY = {
+    "ExportResult": "export",
     "export_file": "export",
-    "parse_interleaved": "export",
-    "sharegpt_to_messages": "export",
+    "llamafactory_to_messages": "export",
     "to_art_trajectory": "export",
-    "to_interleaved": "export",
-    "to_messages": "export",
-    "to_sharegpt": "export",
+    "to_llamafactory": "export",
+    "to_openai": "export",
+    "to_swift": "export",
+    "to_trl": "export",
     "generate_questions": "questions",
     "load_questions": "questions",
 }
@@ -40,6 +41,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "ChatPolicy",
+    "ExportResult",
     "ParsedReply",
     "Policy",
     "PolicyConfig",
@@ -56,18 +58,18 @@ __all__ = [
     "generate_questions",
     "history_for_request",
     "is_transient",
+    "llamafactory_to_messages",
     "load_questions",
-    "parse_interleaved",
     "parse_reply",
     "rollout",
     "run_rollouts",
     "setup_tracing",
-    "sharegpt_to_messages",
     "split_think",
     "to_art_trajectory",
-    "to_interleaved",
-    "to_messages",
-    "to_sharegpt",
+    "to_llamafactory",
+    "to_openai",
+    "to_swift",
+    "to_trl",
     "traced",
     "trajectory_id",
 ]
