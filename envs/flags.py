@@ -91,6 +91,27 @@ def add_flag(
     return action
 
 
+def add_out_with_old_positional(parser: argparse.ArgumentParser, *, help: str) -> None:
+    """`--out FILE`, for CLIs that took OUT as a second positional argument (still read, with a
+    warning, for one release); `out_from(args)` gives the one to use."""
+    add_flag(parser, "--out", default=None, help=f"{help} (required)")
+    parser.add_argument("old_out", nargs="?", default=None, help=argparse.SUPPRESS)
+
+
+def out_from(args: argparse.Namespace) -> str:
+    """The output file of a CLI set up with `add_out_with_old_positional` (UsageError when none)."""
+    from .cli import UsageError
+
+    if args.old_out is not None:
+        if args.out is not None:
+            raise UsageError("OUT given twice: as --out and as a second positional argument")
+        print("warning: OUT as a positional argument is deprecated; use --out OUT", file=sys.stderr)
+        return str(args.old_out)
+    if args.out is None:
+        raise UsageError("--out is required: the file to write")
+    return str(args.out)
+
+
 def progress_off() -> bool:
     """Whether progress bars are off for this process (`--no-progress` or TQDM_DISABLE)."""
     return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")

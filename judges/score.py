@@ -26,17 +26,15 @@ calls, cache hits, retries, latency, tokens) and writes it as JSON (`--report`).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import sys
 import warnings
 from pathlib import Path
 
 from tqdm import tqdm
 
 from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
-from envs.flags import add_flag, apply_no_progress, progress_off
+from envs.flags import add_flag, add_out_with_old_positional, apply_no_progress, out_from, progress_off
 from rollouts.jsonl import JsonlAppender, JsonlFormatError
 from rollouts.lock import output_lock
 from rollouts.record import Trajectory
@@ -55,8 +53,7 @@ def build_parser() -> ArgumentParser:
         description="Score a trajectory file with rules, RULER, an LLM rubric judge or a weighted mix of them.",
     )
     parser.add_argument("input", metavar="IN", help="trajectory JSONL (rollouts.generate output)")
-    add_flag(parser, "--out", default=None, help="scored trajectory JSONL (appended to; ids in it are skipped)")
-    parser.add_argument("output", nargs="?", default=None, help=argparse.SUPPRESS)  # the old positional OUT
+    add_out_with_old_positional(parser, help="scored trajectory JSONL (appended to; ids in it are skipped)")
     parser.add_argument(
         "--judge",
         default="rules",
@@ -91,13 +88,7 @@ def build_parser() -> ArgumentParser:
 def main() -> int:
     args = build_parser().parse_args()
     apply_no_progress(args.no_progress)
-    if args.output is not None:
-        if args.out is not None:
-            raise UsageError("OUT given twice: as --out and as a second positional argument")
-        print("warning: OUT as a positional argument is deprecated; use --out OUT", file=sys.stderr)
-        args.out = args.output
-    if args.out is None:
-        raise UsageError("--out is required: the scored trajectory JSONL to write")
+    args.out = out_from(args)
     # litellm's response models trip pydantic's serializer checks on every judge call: noise, not a problem.
     warnings.filterwarnings("ignore", message="Pydantic serializer warnings", category=UserWarning)
     src, dst = Path(args.input), Path(args.out)

@@ -58,6 +58,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from envs.cli import ArgumentParser, UsageError, run_cli
+from envs.flags import add_out_with_old_positional, out_from
 from rollouts.jsonl import JsonlFormatError, iter_jsonl, read_jsonl, write_jsonl
 from rollouts.record import Trajectory
 
@@ -617,7 +618,7 @@ def build_parser() -> ArgumentParser:
         ),
     )
     parser.add_argument("input", metavar="IN", help="trajectory JSONL")
-    parser.add_argument("output", metavar="OUT", help="where to write the exported JSONL")
+    add_out_with_old_positional(parser, help="the exported JSONL")
     parser.add_argument(
         "--format",
         choices=(*FORMATS, *ALIASES, *REMOVED),
@@ -639,6 +640,7 @@ def build_parser() -> ArgumentParser:
 
 def main() -> int:
     args = build_parser().parse_args()
+    out = out_from(args)
     src = Path(args.input)
     if not src.is_file():
         raise UsageError(f"no such file: {src}")
@@ -651,7 +653,7 @@ def main() -> int:
     try:
         result = export_file(
             src,
-            args.output,
+            out,
             fmt=fmt,
             min_reward=args.min_reward,
             success_only=args.success_only,

@@ -78,7 +78,7 @@ rm -rf "$DATA" && mkdir -p "$DATA"
 echo "trajectories: $(project scripts/_export_samples.py "$DATA/trajectories.jsonl")"
 echo '{"someone_elses": {"file_name": "theirs.json"}}' > "$DATA/dataset_info.json"  # must survive the merge
 for fmt in llamafactory swift trl openai; do
-  project -m rollouts.export --format "$fmt" "$DATA/trajectories.jsonl" "$DATA/energy_$fmt.jsonl"
+  project -m rollouts.export --format "$fmt" "$DATA/trajectories.jsonl" --out "$DATA/energy_$fmt.jsonl"
 done
 "$PY" - "$DATA/dataset_info.json" <<'EOF'
 import json, sys

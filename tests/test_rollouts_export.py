@@ -379,13 +379,13 @@ def run_export(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--format", "alpaca", "a.jsonl", "b.jsonl"], "invalid choice"),
-        (["--format", "interleaved", "GOOD", "b.jsonl"], "interleaved was removed"),
-        (["--min-reward", "high", "a.jsonl", "b.jsonl"], "invalid float value"),
-        (["missing.jsonl", "b.jsonl"], "no such file"),
-        (["BAD", "b.jsonl"], "not a JSON line"),
-        (["NOTTRAJ", "b.jsonl"], "not a trajectory"),
-        (["GOOD", "broken/b.jsonl"], "dataset_info.json is not a JSON object"),
+        (["--format", "alpaca", "a.jsonl", "--out", "b.jsonl"], "invalid choice"),
+        (["--format", "interleaved", "GOOD", "--out", "b.jsonl"], "interleaved was removed"),
+        (["--min-reward", "high", "a.jsonl", "--out", "b.jsonl"], "invalid float value"),
+        (["missing.jsonl", "--out", "b.jsonl"], "no such file"),
+        (["BAD", "--out", "b.jsonl"], "not a JSON line"),
+        (["NOTTRAJ", "--out", "b.jsonl"], "not a trajectory"),
+        (["GOOD", "--out", "broken/b.jsonl"], "dataset_info.json is not a JSON object"),
     ],
 )
 def test_export_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
@@ -413,7 +413,7 @@ def test_export_cli_prints_the_counts(tmp_path: Path) -> None:
         out.write(make_traj())
         out.write(cut_by_turn_limit())
         out.write(make_traj("infra", reward=None, error=TrajectoryError(kind="infra", message="env: died")))
-    proc = run_export("--format", "sharegpt", str(src), str(tmp_path / "sft.jsonl"))
+    proc = run_export("--format", "sharegpt", str(src), "--out", str(tmp_path / "sft.jsonl"))
     assert proc.returncode == 0, proc.stderr
     assert (
         proc.stderr.strip()
