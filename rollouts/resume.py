@@ -1,7 +1,8 @@
 """Resume, the same way for every resumable writer: one record per id, infra failures run again.
 
-`resume_records(out)` is called by each writer (rollouts' runner, `judges.score`, `train.bfcl`,
-`rollouts.questions`) while it holds `rollouts.lock.output_lock(out)`. It reads `out` and
+`resume_records(out)` is called by each writer (rollouts' runner, so `rollouts.generate`,
+`train.eval` and GRPO's evaluations; `judges.score`, `train.bfcl`, `rollouts.questions`) while it
+holds `rollouts.lock.output_lock(out)`. It reads `out` and
 
 - keeps ONE record per id, the last one written (a file from an older version, or one that two
   unlocked runs wrote at once, may hold an id twice);
@@ -98,13 +99,3 @@ def _rewrite(path: Path, records: list[Record]) -> None:
         fh.flush()
         os.fsync(fh.fileno())  # the rename must not publish a file whose data is not on disk yet
     os.replace(tmp, path)
-
-
-def first_infra_error(path: str | Path | None) -> str | None:
-    """The message of the first infra failure in a trajectory file (for an exit line), if any."""
-    if path is None or not Path(path).exists():
-        return None
-    for record in iter_jsonl(path, strict=False):
-        if is_infra_record(record):
-            return str(record["error"].get("message"))
-    return None

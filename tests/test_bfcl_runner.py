@@ -102,7 +102,10 @@ def test_server_down_is_an_infra_failure_not_a_wrong_answer(tmp_path: Path, caps
     argv = ["--categories", "live_parallel", "--limit", "2", "--base-url", f"http://127.0.0.1:{free_port()}/v1"]
     assert main([*argv, "--model", "m", "--out", str(out), "--retries", "0", "--no-progress"]) == 1
     assert "2 entries failed on infrastructure" in capsys.readouterr().out
-    assert not out.exists() or read_jsonl(out) == []
+    records = read_jsonl(out)  # written as infra (no verdict), so a rerun asks them again
+    assert len(records) == 2 and all(r["error"]["kind"] == "infra" and r["reply"] is None for r in records)
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["categories"] == {} and summary["infra_failures"] == 2  # neither right nor wrong
 
 
 @pytest.mark.parametrize(

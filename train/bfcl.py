@@ -13,9 +13,8 @@ defaults to the leaderboard's temperature 0.001.
 
 Out: `--out` JSONL, one line per entry with its verdict, the reply as the
 leaderboard stores it and the assistant message (appended as answers arrive:
-safe to kill, rerunning resumes and skips the ids already there); a
-per-category table with the leaderboard's aggregates on stdout and in the
-summary JSON (`--summary`, default OUT with `.summary.json`).
+safe to kill); a per-category table with the leaderboard's aggregates on
+stdout and in the summary JSON (`--summary`, default OUT with `.summary.json`).
 
 Multi-turn categories (multi_turn_base/miss_func/miss_param/long_context) are
 not supported yet: they need the leaderboard's simulated stateful APIs (a file
@@ -24,10 +23,14 @@ ticketing and math APIs, instantiated per entry from its `initial_config`),
 executed turn by turn with the model's calls and checked against the ground
 truth's end state and execution results. Asking for them exits 2 and says so.
 
-Entries that failed on infrastructure are not written, so a rerun asks them
-again. One run per `--out` (rollouts.lock: a second one exits 2 naming the
-first one's pid); the file is read and compacted like every resumable output
-(rollouts.resume: one record per id, the last).
+Resume, as every resumable writer does it (rollouts.resume): rerunning the
+same command skips the ids already in `--out`, except entries that failed on
+infrastructure (server down, timeouts, 5xx after the retries): those are
+written as records with `error: {"kind": "infra", "message": ...}` (no
+verdict: they score neither right nor wrong) and asked again; `--keep-infra`
+keeps them. The file is compacted first (one record per id, the last), and the
+closing line says how many entries were retried. One run per `--out`
+(rollouts.lock: a second one exits 2 naming the first one's pid).
 
 Exit codes (envs.cli.infra_exit_code): 1 when every entry asked failed on
 infrastructure (one line naming the server and the error); 0 otherwise, with
@@ -48,7 +51,7 @@ from typing import Any
 
 import anyio
 import openai
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from tqdm import tqdm
 
 from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
@@ -67,10 +70,11 @@ from judges.bfcl import (
 )
 from judges.bfcl.checker import Reply
 from judges.bfcl.scores import Score
-from rollouts.jsonl import JsonlAppender, iter_jsonl
+from rollouts.jsonl import JsonlAppender, JsonlFormatError, iter_jsonl
 from rollouts.lock import output_lock
 from rollouts.policy import ChatPolicy, PolicyConfig, PolicyError, describe_error, is_transient
-from rollouts.resume import resume_records
+from rollouts.record import TrajectoryError
+from rollouts.resume import Record, is_infra_record, resume_records
 from rollouts.rollout import Policy, RetryConfig, act_with_retries
 from rollouts.runner import move_aside
 
@@ -88,8 +92,10 @@ class BfclRecord(BaseModel):
     category: str
     model: str
     valid: bool
-    error_type: str = ""
-    error: list[Any] = Field(default_factory=list)
+    error_type: str = ""  # the checker's, or "infra" when the server failed (then no verdict)
+    # The checker's errors; {"kind": "infra", "message": ...} (the trajectory record's error) when
+    # the server, not the model, failed: a resume asks that entry again.
+    error: list[Any] | TrajectoryError = Field(default_factory=list)
     reply: Any = None  # the leaderboard's `model_responses`: [{name: arguments_text}] or the text
     message: dict[str, Any] | None = None  # the assistant message as the policy parsed it
     parse_errors: list[str] = Field(default_factory=list)
@@ -99,6 +105,18 @@ class BfclRecord(BaseModel):
     completion_tokens: int = 0
     created: str = ""
 
+    @property
+    def is_infra_failure(self) -> bool:
+        return isinstance(self.error, TrajectoryError) and self.error.kind == "infra"
+
+
+def infra_record(entry: BfclEntry, model: str, message: str) -> BfclRecord:
+    """The record of an entry the server failed on: no verdict, resumed by asking it again."""
+    error = TrajectoryError(kind="infra", message=message)
+    return BfclRecord(
+        id=entry.id, category=entry.category, model=model, valid=False, error_type="infra", error=error, created=_now()
+    )
+
 
 class BfclRunResult(BaseModel):
     model: str
@@ -106,10 +124,12 @@ class BfclRunResult(BaseModel):
     categories: dict[str, CategoryScore]
     summary: dict[str, Score]
     out: Path | None
-    new: int
-    skipped: int
+    new: int  # records written by this run (infra failures included)
+    skipped: int  # entries already in `out` and not asked again
     asked: int = 0  # entries sent to the model by this run
-    infra_failures: int
+    retried: int = 0  # of `asked`: entries `out` held as infra failures
+    infra_kept: int = 0  # infra failures in `out` kept as they were (`--keep-infra`)
+    infra_failures: int  # of `asked`: entries the server failed on in this run
     infra_examples: list[str] = Field(default_factory=list)
     retries: int = 0
 
@@ -165,8 +185,9 @@ def load_records(path: Path) -> list[BfclRecord]:
 
 
 def score_records(records: Sequence[BfclRecord], categories: Sequence[str]) -> dict[str, CategoryScore]:
-    """Per-category correct/total over the records (the last record of an id wins)."""
-    latest = {record.id: record for record in records}
+    """Per-category correct/total over the records (the last record of an id wins); infra failures
+    have no verdict and count in neither."""
+    latest = {record.id: record for record in records if not record.is_infra_failure}
     scores = {}
     for category in categories:
         chosen = [record for record in latest.values() if record.category == category]
@@ -187,8 +208,10 @@ async def run_bfcl(
     resume: bool = True,
     retry: RetryConfig | None = None,
     progress: bool = True,
+    retry_infra: bool = True,
 ) -> BfclRunResult:
-    """Ask the model every chosen entry (resuming from `out`) and score the run like the leaderboard."""
+    """Ask the model every chosen entry (resuming from `out`: done ids are skipped, infra failures
+    asked again unless `retry_infra=False`) and score the run like the leaderboard."""
     check_categories(categories)
     if concurrency < 1 or (limit is not None and limit < 1):
         raise UsageError("--concurrency and --limit must be at least 1")
@@ -203,6 +226,7 @@ async def run_bfcl(
             resume=resume,
             retry=retry or RetryConfig(),
             progress=progress,
+            retry_infra=retry_infra,
         )
 
 
@@ -216,22 +240,16 @@ async def _run_locked(
     resume: bool,
     retry: RetryConfig,
     progress: bool,
+    retry_infra: bool,
 ) -> BfclRunResult:
     entries = [entry for category in categories for entry in load_category(category, limit)]
     chosen_ids = {entry.id for entry in entries}
 
     previous: list[BfclRecord] = []
+    retried = 0
     if out_path is not None and out_path.exists():  # noqa: ASYNC240  (once, before any request)
         if resume:
-            # Infra failures are never written, so nothing to take out: one record per id, compacted.
-            kept = resume_records(out_path, retry=None).records
-            previous = [BfclRecord.model_validate(record) for record in kept if record.get("id") in chosen_ids]
-            models = {record.model for record in previous} - {policy.model}
-            if models:
-                raise UsageError(
-                    f"{out_path} holds replies of model {sorted(models)[0]!r}, not {policy.model!r}: "
-                    "pass another --out or --no-resume"
-                )
+            previous, retried = _resume(out_path, chosen_ids, policy.model, retry_infra=retry_infra)
         else:
             move_aside(out_path)
     done = {record.id for record in previous}
@@ -252,11 +270,12 @@ async def _run_locked(
             except _InfraError as exc:
                 infra.append(f"{entry.id}: {exc}")
                 tally["infra"] += 1
+                record = infra_record(entry, policy.model, str(exc))
             else:
-                if appender is not None:
-                    appender.write(record)
-                records.append(record)
                 tally["right" if record.valid else "wrong"] += 1
+            if appender is not None:
+                appender.write(record)
+            records.append(record)
             bar.update(1)
             scored = tally["right"] + tally["wrong"]
             bar.set_postfix(
@@ -282,10 +301,33 @@ async def _run_locked(
         new=len(records) - len(previous),
         skipped=len(previous),
         asked=len(work),
+        retried=retried,
+        infra_kept=sum(record.is_infra_failure for record in previous),
         infra_failures=len(infra),
         infra_examples=infra[:5],
         retries=counter["policy_retries"],
     )
+
+
+def _resume(out: Path, chosen: set[str], model: str, *, retry_infra: bool) -> tuple[list[BfclRecord], int]:
+    """(the records of `out` for the chosen entries, how many infra failures were taken out to ask
+    again) -- rollouts.resume's rule; call it holding the output lock (it compacts `out`)."""
+    try:
+        # Before compacting: an infra failure of another model is still a sign of another run.
+        models = {str(r.get("model")) for r in iter_jsonl(out) if r.get("id") in chosen} - {model}
+        if models:
+            raise UsageError(
+                f"{out} holds replies of model {sorted(models)[0]!r}, not {model!r}: pass another --out or --no-resume"
+            )
+
+        def again(record: Record) -> bool:
+            return retry_infra and is_infra_record(record) and record.get("id") in chosen
+
+        resumed = resume_records(out, retry=again)
+        kept = [BfclRecord.model_validate(record) for record in resumed.records if record.get("id") in chosen]
+    except (JsonlFormatError, ValidationError) as exc:
+        raise UsageError(f"{out}: not a BFCL records file ({str(exc).splitlines()[0]})") from None
+    return kept, len(resumed.retry)
 
 
 # -- reports ------------------------------------------------------------------------
@@ -317,8 +359,13 @@ def format_table(result: BfclRunResult) -> str:
         lines.append(f"{label:<84} {score.display():>7}")
     if result.infra_failures:
         lines.append("")
-        lines.append(f"{result.infra_failures} entries failed on infrastructure (not written; rerun to retry them):")
+        lines.append(
+            f"{result.infra_failures} entries failed on infrastructure (written as infra, unscored; "
+            "rerun to retry them):"
+        )
         lines.extend(f"  {example}" for example in result.infra_examples)
+    if result.infra_kept:
+        lines.append(f"{result.infra_kept} infra failures kept from before (--keep-infra), unscored")
     return "\n".join(lines)
 
 
@@ -338,14 +385,17 @@ def summary_json(result: BfclRunResult) -> dict[str, Any]:
         },
         "new": result.new,
         "skipped": result.skipped,
+        "retried": result.retried,
         "infra_failures": result.infra_failures,
+        "infra_kept": result.infra_kept,
         "retries": result.retries,
     }
 
 
 def compare(path_a: Path, path_b: Path) -> str:
     """Two runs side by side: per-category accuracy, delta, and entries that flipped (on common ids)."""
-    runs = [load_records(path_a), load_records(path_b)]
+    # An infra failure has no verdict: it is an entry that run did not answer.
+    runs = [[r for r in load_records(path) if not r.is_infra_failure] for path in (path_a, path_b)]
     by_id = [{record.id: record for record in run} for run in runs]
     categories = list(dict.fromkeys(record.category for run in runs for record in run))
     names = [_run_name(path_a, runs[0]), _run_name(path_b, runs[1])]
@@ -383,6 +433,14 @@ def compare(path_a: Path, path_b: Path) -> str:
 def _run_name(path: Path, records: Sequence[BfclRecord]) -> str:
     models = {record.model for record in records}
     return models.pop() if len(models) == 1 else path.stem
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Temp file + rename: a crash never leaves half a summary."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def _jsonable(value: Any) -> Any:
@@ -428,6 +486,9 @@ def build_parser() -> ArgumentParser:
         "--summary", default=None, metavar="FILE", help="summary JSON (default: OUT with .summary.json)"
     )
     parser.add_argument("--no-resume", action="store_true", help="start fresh: move an existing OUT aside")
+    parser.add_argument(
+        "--keep-infra", action="store_true", help="on resume, keep entries that failed on infrastructure (do not ask)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--compare", nargs=2, metavar=("A.jsonl", "B.jsonl"), default=None, help="print two runs side by side and exit"
@@ -471,14 +532,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 resume=not args.no_resume,
                 retry=RetryConfig(retries=args.retries),
                 progress=not args.no_progress,
+                retry_infra=not args.keep_infra,
             )
 
     result = anyio.run(go)
     print(format_table(result))
     summary_path = Path(args.summary) if args.summary else out.with_suffix(".summary.json")
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(summary_json(result), indent=2) + "\n", encoding="utf-8")
-    print(f"\nrecords: {out}\nsummary: {summary_path}", file=sys.stderr)
+    write_json_atomic(summary_path, summary_json(result))
+    again = f" ({result.retried} of them retried after infra failures)" if result.retried else ""
+    print(f"\n{result.new} new{again} + {result.skipped} resumed entries in {out}", file=sys.stderr)
+    print(f"records: {out}\nsummary: {summary_path}", file=sys.stderr)
     return infra_exit_code(
         what="entries",
         total=result.asked,

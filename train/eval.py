@@ -9,7 +9,15 @@
 A model is either a folder (a LoRA checkpoint, served on its base model by a vLLM started here, or
 a full model folder) or `URL#MODEL` (any OpenAI-compatible server). Greedy decoding, one sample
 per task, so two runs of one model give one number. Prints a table and writes JSON (with the
-trajectories beside it, the same JSONL every stage reads).
+trajectories beside it, the same JSONL every stage reads: `OUT.<i>.trajectories.jsonl` for the
+i-th model).
+
+Resumable like `rollouts.generate` (the same runner, rollouts.runner): rerunning with the same
+`--out` skips the tasks whose trajectories are there, except infra failures (server down,
+timeouts), which run again (`--keep-infra` keeps them); each trajectory file is compacted to one
+record per id first and held by one run at a time (a second run on it exits 2 naming the first
+one's pid). The closing line of each model says how many were run again. The exit code follows
+the rule of every CLI that calls an endpoint (README: exit codes), over the rollouts of this run.
 
 `evaluate(...)` is the library entry GRPO uses for its before/after and validation evaluations.
 """
@@ -54,6 +62,10 @@ class EvalReport(BaseModel):
     success_rate: float
     reward_mean: float | None = None
     n_infra: int = 0
+    new: int = 0  # trajectories this run produced (the rest were resumed from `trajectories`)
+    retried: int = 0  # of `new`: tasks the file held as infra failures, run again
+    new_infra: int = 0  # of `new`: infra failures (the exit code's count)
+    first_infra_error: str | None = None  # of this run's infra failures, for the exit line
     metrics: dict[str, Any] = Field(default_factory=dict)
     by_kind: dict[str, float] = Field(default_factory=dict)  # success rate per task kind
     wall_s: float = 0.0
@@ -102,8 +114,12 @@ async def evaluate(
     concurrency: int = 8,
     max_turns: int = 4,
     progress: bool = True,
+    retry_infra: bool = True,
+    retries: int = 4,
 ) -> EvalReport:
-    """Run each task once with `policy`, score with `judge` (else the env verdict), summarise."""
+    """Run each task once with `policy`, score with `judge` (else the env verdict), summarise.
+    With `out`, resumes from it: tasks done are skipped, infra failures run again unless
+    `retry_infra=False`."""
     from judges import compute_metrics
     from rollouts import run_rollouts
 
@@ -117,8 +133,11 @@ async def evaluate(
         out=out,
         max_turns=max_turns,
         progress=progress,
+        retry_infra=retry_infra,
+        retries=retries,
     )
     trajs = result.all  # a resumed evaluation counts what it had
+    new_infra = [traj for traj in result.trajectories if traj.is_infra_failure]
     if judge is not None:
         trajs = await judge.score(trajs)
     scored = [traj for traj in trajs if not traj.is_infra_failure]
@@ -136,6 +155,10 @@ async def evaluate(
         success_rate=sum(traj.success for traj in scored) / len(scored) if scored else 0.0,
         reward_mean=sum(rewards) / len(rewards) if rewards else None,
         n_infra=len(trajs) - len(scored),
+        new=len(result.trajectories),
+        retried=result.retried,
+        new_infra=len(new_infra),
+        first_infra_error=new_infra[0].error.message if new_infra and new_infra[0].error else None,
         metrics=metrics,
         by_kind={kind: sum(values) / len(values) for kind, values in sorted(kinds.items())},
         wall_s=time.perf_counter() - started,
@@ -311,15 +334,24 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--max-tokens", type=int, default=256, help="per policy turn")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-model-len", type=int, default=4096, help="context of a vLLM started here")
-    parser.add_argument("--out", type=Path, default=None, help="JSON report (default runs/eval/<time>.json)")
+    parser.add_argument("--retries", type=int, default=4, help="retries of a transient policy error")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON report, trajectories beside it; the same --out again resumes (default runs/eval/<time>.json)",
+    )
+    parser.add_argument(
+        "--keep-infra", action="store_true", help="on resume, keep infra-failed rollouts instead of running them again"
+    )
     return parser
 
 
 def check_args(args: Any) -> None:
     if args.base_url is not None and not args.model:
         raise UsageError("--base-url needs --model")
-    if args.tasks < 0:
-        raise UsageError("--tasks must be >= 0")
+    if args.tasks < 0 or args.retries < 0:
+        raise UsageError("--tasks and --retries must be >= 0")
     for name in ("max_turns", "max_tokens", "concurrency"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
@@ -384,9 +416,17 @@ async def main(argv: list[str] | None = None) -> int:
                         out=out.with_name(f"{out.stem}.{index}.trajectories.jsonl"),
                         concurrency=args.concurrency,
                         max_turns=args.max_turns,
+                        retry_infra=not args.keep_infra,
+                        retries=args.retries,
                     )
                 finally:
                     await policy.aclose()
+                again = f" ({report.retried} of them retried after infra failures)" if report.retried else ""
+                print(
+                    f"{spec.label}: {report.new} new{again} + {report.n_tasks - report.new} resumed trajectories "
+                    f"in {report.trajectories}",
+                    file=sys.stderr,
+                )
                 reports.append(report)
                 endpoints.append(base_url)
         finally:
@@ -396,16 +436,15 @@ async def main(argv: list[str] | None = None) -> int:
     for comparison in comparisons:
         print(format_comparison(comparison))
     print(f"report {write_reports(reports, out, comparisons=comparisons)}")
-    from rollouts.resume import first_infra_error
-
-    # The rule of every CLI that calls an endpoint (README: exit codes), once per model evaluated.
+    # The rule of every CLI that calls an endpoint (README: exit codes), once per model evaluated,
+    # over the rollouts of this run (infra failures kept with --keep-infra are not this run's).
     codes = [
         infra_exit_code(
             what="tasks evaluated",
-            total=report.n_tasks,
-            failed=report.n_infra,
+            total=report.new,
+            failed=report.new_infra,
             endpoint=endpoint,
-            error=first_infra_error(report.trajectories),
+            error=report.first_infra_error,
         )
         for report, endpoint in zip(reports, endpoints, strict=True)
     ]
