@@ -13,8 +13,9 @@ library, because it runs under the *server's* interpreter, which may not have mc
    runs again in each child. The parent answers with the child's pid and, on Linux, a pidfd.
 3. It exits when the control socket closes (its client went away).
 
-Nothing of the script itself is preloaded: modules next to the script (the server's own code,
-which may open files or databases when imported) are imported by each child, never shared.
+Nothing of the script itself runs in the zygote: it is only compiled there (once, and again when
+the file changes), and modules next to the script (the server's own code, which may open files or
+databases when imported) are imported by each child, never shared.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import socket
 import struct
 import sys
 import traceback
+import types
+from types import CodeType
 
 # A reply: the child's pid (negative errno when the fork failed). Fixed size: the control socket is
 # a byte stream, and a fixed size keeps each reply whole.
@@ -134,7 +137,43 @@ def rehearse() -> None:
     anyio.run(session)
 
 
-def run_child(target: list[str], conn_fd: int, control_fd: int) -> None:
+class Script:
+    """The server script, read and compiled once in the zygote (again when the file changes), so
+    a child runs it without reading or compiling it: only the bytecode is shared, nothing it makes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._key: tuple[int, int, int] | None = None
+        self._code: CodeType | None = None
+
+    def code(self) -> CodeType | None:
+        """The compiled script, or None (the child then runs it with runpy, which reports why)."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if key != self._key:
+            self._key = key
+            try:
+                with open(self.path, "rb") as handle:
+                    source = handle.read()
+                # dont_inherit: this file's `from __future__` flags must not change the script's meaning.
+                self._code = compile(source, self.path, "exec", dont_inherit=True)
+            except (OSError, SyntaxError, ValueError):
+                self._code = None
+        return self._code
+
+
+def run_compiled(code: CodeType, path: str) -> None:
+    """What `runpy.run_path(path, run_name="__main__")` does with the script's code."""
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=path, __cached__=None, __loader__=None, __package__="", __spec__=None)
+    sys.modules["__main__"] = module
+    exec(code, module.__dict__)
+
+
+def run_child(target: list[str], conn_fd: int, control_fd: int, compiled: CodeType | None) -> None:
     """In the forked child: the socket becomes stdin/stdout, then the script runs as __main__."""
     code = 0
     try:
@@ -149,9 +188,11 @@ def run_child(target: list[str], conn_fd: int, control_fd: int) -> None:
             sys.argv = [target[1], *target[2:]]
             runpy.run_module(target[1], run_name="__main__", alter_sys=True)
         else:
-            script = target[0]
             sys.argv = list(target)
-            runpy.run_path(script, run_name="__main__")
+            if compiled is not None:
+                run_compiled(compiled, target[0])
+            else:
+                runpy.run_path(target[0], run_name="__main__")
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, int | None):
@@ -168,6 +209,7 @@ def run_child(target: list[str], conn_fd: int, control_fd: int) -> None:
 
 
 def serve(control_fd: int, target: list[str]) -> None:
+    script = Script(target[0]) if target[0] != "-m" else None
     control = socket.socket(fileno=control_fd)
     control.sendall(READY)
     while True:
@@ -185,6 +227,7 @@ def serve(control_fd: int, target: list[str]) -> None:
             control.sendall(REPLY.pack(-22))  # EINVAL
             continue
         conn_fd = fds[0]
+        compiled = script.code() if script is not None else None
         try:
             pid = os.fork()
         except OSError as exc:
@@ -192,7 +235,7 @@ def serve(control_fd: int, target: list[str]) -> None:
             control.sendall(REPLY.pack(-(exc.errno or 1)))
             continue
         if pid == 0:
-            run_child(target, conn_fd, control.fileno())
+            run_child(target, conn_fd, control.fileno(), compiled)
         os.close(conn_fd)
         # A pidfd lets the client wait for and signal exactly this child, even after the kernel
         # reaps it (SIGCHLD is ignored below) and the pid could name another process.

@@ -11,8 +11,10 @@ mode gives it:
   per episode, so isolation costs one session, not one process. A stdio server
   carries one session per process, so there it means a fresh process.
 - `per_process`: each episode gets a fresh server (a new instance from an
-  in-process factory, or a new stdio process), started ahead of need from a
-  warm pool of `warm_pool`.
+  in-process factory, or a new stdio process), started and initialized ahead
+  of need from a warm pool of at least `warm_pool` (and as many as episodes
+  ran at once: the pool sizes itself to the concurrency, refilled in the
+  background; `warm_pool=0`: none).
 
 A fresh stdio process for a Python server (`python server.py`, `python -m
 pkg.server`) is forked from a zygote that imported the interpreter's heavy

@@ -15,8 +15,9 @@ isolation relies on.
 A `ServerHandle` knows how to reach one named server (an in-process FastMCP
 object or factory, a stdio command, an HTTP URL). A `SharedConnection` is the
 one session of `shared` isolation; a `FreshPool` hands each episode its own
-new session (or new server), keeping `warm_pool` of them started ahead of need
-so the start overlaps other work. A fresh Python stdio server is forked by the
+new session (or new server), keeping at least `warm_pool` of them started (and
+initialized) ahead of need, and as many as episodes ran at once, so the start
+overlaps other work. A fresh Python stdio server is forked by the
 handle's `ForkServer` (`envs.forkserver`) rather than spawned, unless
 `stdio_start="spawn"`.
 """
@@ -426,13 +427,19 @@ class SharedConnection:
             self._conn = None
 
 
+# The most spares a pool sizes itself to when many episodes run at once (see FreshPool).
+MAX_AUTO_WARM = 64
+
+
 class FreshPool:
     """Isolated episodes: each gets its own new session (or new server), never reused.
 
-    Keeps up to `warm` connections opened ahead of need. An episode that finds
-    none ready opens its own instead of queueing behind the refill, so the pool
-    never serialises episodes; a refill that fails is left to the next acquire
-    to report, so a broken command does not respawn in a loop."""
+    Keeps connections opened (and MCP-initialized) ahead of need, refilled in the background as
+    episodes take them: at least `warm`, and as many as episodes have held connections of this
+    pool at once (up to `MAX_AUTO_WARM`), so a run at concurrency 16 finds 16 ready without being
+    told; `warm=0` keeps none. An episode that finds none ready opens its own instead of queueing
+    behind the refill, so the pool never serialises episodes; a refill that fails is left to the
+    next acquire to report, so a broken command does not respawn in a loop."""
 
     def __init__(self, handle: ServerHandle, *, fresh_server: bool, warm: int, startup_timeout_s: float) -> None:
         self.handle = handle
@@ -444,11 +451,25 @@ class FreshPool:
         self._refill_ok = True
         self._started = False  # no refills before the env has listed tools through the pool
         self._closed = False
+        self._in_use = 0  # connections handed out and not yet released
+        self._peak = 0  # the most ever in use at once
+
+    @property
+    def target(self) -> int:
+        """How many spares the pool keeps ready now."""
+        if self._warm == 0:
+            return 0
+        return max(self._warm, min(self._peak, MAX_AUTO_WARM))
+
+    def _taken(self) -> None:
+        self._in_use += 1
+        self._peak = max(self._peak, self._in_use)
 
     def _refill(self) -> None:
         if not self._started:
             return
-        while self._refill_ok and not self._closed and len(self._ready) + len(self._filling) < self._warm:
+        target = self.target
+        while self._refill_ok and not self._closed and len(self._ready) + len(self._filling) < target:
             task = asyncio.create_task(self._make_spare(), name=f"mcp-warm:{self.handle.name}")
             self._filling.add(task)
             task.add_done_callback(self._filling.discard)
@@ -473,16 +494,19 @@ class FreshPool:
         while self._ready:
             conn = self._ready.popleft()
             if conn.alive:
+                self._taken()
                 self._refill()
                 return conn
             await conn.aclose()
         conn = await self.handle.connect(fresh=self._fresh, timeout_s=self._timeout)
+        self._taken()
         self._refill_ok = True
         self._refill()
         return conn
 
     def put_back(self, conn: Connection) -> None:
         """Return a connection whose server state was not touched (only listed)."""
+        self._in_use = max(0, self._in_use - 1)
         if self._closed:
             return
         self._ready.appendleft(conn)
@@ -490,6 +514,8 @@ class FreshPool:
     async def release(self, conn: Connection) -> None:
         """An episode is done with its connection: close it (the env runs this off
         the episode's path, so a slow server exit never delays a rollout)."""
+        self._in_use = max(0, self._in_use - 1)
+        self._refill()  # the burst that took the last spares is over: make them again now
         await conn.aclose()
 
     async def aclose(self) -> None:

@@ -71,6 +71,50 @@ async def test_concurrent_episodes_never_see_each_others_state() -> None:
     assert not _any_exists(i["db"] for i in infos)  # each server's own exit code ran (its finally)
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="lists a process's children through /proc")
+async def test_the_warm_pool_sizes_itself_to_the_concurrency() -> None:
+    n = 5
+    gate = asyncio.Barrier(n)
+
+    async def episode(env: MCPEnv) -> int:
+        async with env.episode() as ep:
+            await ep.reset(TASK)
+            await gate.wait()  # all n hold a server at once
+            return (await whoami(ep))["pid"]
+
+    async with MCPEnv({"notes": notes_stdio()}, isolation="per_session", warm_pool=1) as env:
+        pool = env._providers["notes"]
+        assert pool.target == 1  # type: ignore[union-attr]
+        pids = await asyncio.gather(*(episode(env) for _ in range(n)))
+        assert pool.target == n  # type: ignore[union-attr]
+        zygote = env.handles["notes"].fork_server._proc.pid  # type: ignore[union-attr]
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(pool._ready) < n:  # type: ignore[union-attr]  # refilled in the background, initialized
+            assert asyncio.get_running_loop().time() < deadline, f"only {len(pool._ready)} spares"  # type: ignore[union-attr]
+            await asyncio.sleep(0.05)
+        spares = set(_children(zygote)) - set(pids)
+        # The next n episodes take those ready servers: fresh ones, none of them a used one.
+        fresh = await asyncio.gather(*(episode(env) for _ in range(n)))
+    assert len(set(pids)) == n and len(spares) == n and set(fresh) == spares
+
+
+async def test_an_edited_server_script_runs_as_edited(tmp_path: Path) -> None:
+    script = tmp_path / "versioned_server.py"
+    source = (
+        "from fastmcp import FastMCP\n\nmcp = FastMCP('v')\n\n\n@mcp.tool\ndef version() -> str:\n"
+        "    return {version!r}\n\n\nmcp.run(show_banner=False)\n"
+    )
+    script.write_text(source.format(version="one"))
+    async with MCPEnv(StdioServer(command=sys.executable, args=[str(script)]), warm_pool=0) as env:
+        assert env.handles["mcp"].forks
+        for version in ("one", "second"):  # the zygote compiles the script once, and again when it changed
+            script.write_text(source.format(version=version))
+            async with env.episode() as ep:
+                await ep.reset(TASK)
+                assert await text(ep, "version") == version
+        assert env.handles["mcp"].fork_server.starts == 1  # type: ignore[union-attr]
+
+
 async def test_a_forked_server_starts_like_a_spawned_one(tmp_path: Path) -> None:
     spec = notes_stdio("--tag", "x", env={"NOTES_TAG": "from-config"})
     spec = spec.model_copy(update={"cwd": str(tmp_path)})
