@@ -1,9 +1,10 @@
 """One writer per output file: an exclusive, non-blocking `flock` on a sibling `<out>.lock`.
 
 Every resumable writer (`rollouts.generate`, `judges.score`, `train.bfcl`, `rollouts.questions`,
-the evaluations GRPO runs) holds `output_lock(out)` for as long as it reads, compacts and
-appends to `out`. A second process on the same file does not wait: it gets `OutputLocked`, a
-`UsageError`, so its CLI prints one line naming the holder's pid and exits 2.
+`train.eval` and the evaluations GRPO runs: each trajectory file) holds `output_lock(out)` for as
+long as it reads, compacts and appends to `out`. A second process on the same file does not
+wait: it gets `OutputLocked`, a `UsageError`, so its CLI prints one line naming the holder's pid
+and exits 2.
 
 Why a sibling file and not `out` itself: a run may move `out` aside (`--no-resume`) or replace
 it atomically (compaction on resume), which would leave a lock on `out` guarding an inode no

@@ -16,7 +16,7 @@ Prints a table and writes JSON (default runs/bench/envs.json). Not a test.
 
     python scripts/bench_envs.py            # about 2 minutes on 2 cores
     python scripts/bench_envs.py --quick    # smaller counts
-    python scripts/bench_envs.py --section isolation --iso-rollouts 128   # issue 20's harness only
+    python scripts/bench_envs.py --section isolation   # issue 20's harness only (512 rollouts, c16)
 """
 
 from __future__ import annotations
@@ -275,28 +275,30 @@ async def bench_floor(base_url: str, n: int, concurrency: int) -> dict[str, Any]
         return await measure_rollouts(n, concurrency, lambda: session_rollout(session, tools, client))
 
 
-async def bench_art_pattern(base_url: str, n: int, concurrency: int) -> dict[str, Any]:
+async def art_rollout(base_url: str) -> str:
+    """The rollout of ART's MCP example: a new stdio server and session, a new OpenAI client per turn."""
     from openai import AsyncOpenAI
 
-    async def rollout() -> str:
-        async with raw_stdio_session() as session:  # a new server and session per rollout
-            tools = openai_tools((await session.list_tools()).tools)
-            messages: list[dict[str, Any]] = [{"role": "user", "content": "What is 2 + 3?"}]
-            for _ in range(4):
-                async with AsyncOpenAI(base_url=base_url, api_key="bench") as client:  # a new client per turn
-                    response = await client.chat.completions.create(model="scripted", messages=messages, tools=tools)
-                message = response.choices[0].message
-                calls = _openai_calls(message)
-                if not calls:
-                    return message.content or ""
-                messages.append(message.model_dump(exclude_none=True))
-                for c in calls:
-                    result = await session.call_tool(c.function.name, json.loads(c.function.arguments))
-                    text = "\n".join(getattr(block, "text", "") for block in result.content)
-                    messages.append({"role": "tool", "tool_call_id": c.id, "content": text})
-        raise RuntimeError("the scripted policy never answered")
+    async with raw_stdio_session() as session:  # a new server and session per rollout
+        tools = openai_tools((await session.list_tools()).tools)
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "What is 2 + 3?"}]
+        for _ in range(4):
+            async with AsyncOpenAI(base_url=base_url, api_key="bench") as client:  # a new client per turn
+                response = await client.chat.completions.create(model="scripted", messages=messages, tools=tools)
+            message = response.choices[0].message
+            calls = _openai_calls(message)
+            if not calls:
+                return message.content or ""
+            messages.append(message.model_dump(exclude_none=True))
+            for c in calls:
+                result = await session.call_tool(c.function.name, json.loads(c.function.arguments))
+                text = "\n".join(getattr(block, "text", "") for block in result.content)
+                messages.append({"role": "tool", "tool_call_id": c.id, "content": text})
+    raise RuntimeError("the scripted policy never answered")
 
-    return await measure_rollouts(n, concurrency, rollout)
+
+async def bench_art_pattern(base_url: str, n: int, concurrency: int) -> dict[str, Any]:
+    return await measure_rollouts(n, concurrency, lambda: art_rollout(base_url))
 
 
 async def bench_env_rollouts(env: Any, base_url: str, n: int, concurrency: int) -> dict[str, Any]:
@@ -312,42 +314,80 @@ async def bench_env_rollouts(env: Any, base_url: str, n: int, concurrency: int) 
 async def bench_isolation(args: Any) -> dict[str, Any]:
     """One scripted policy, the one Python stdio server, `--iso-rollouts` rollouts at
     `--iso-concurrency`: `shared`, `per_session` with fresh servers forked or spawned, and ART's
-    process-per-rollout pattern. The process-per-rollout rows run `--iso-slow-rollouts`."""
+    process-per-rollout pattern. The process-per-rollout rows run `--iso-slow-rollouts`.
+
+    Each mode's rollouts are split over `--iso-repeats` rounds run in mirrored order (A B C D,
+    then D C B A, ...), and a mode's rate is its rollouts over its summed wall time: on a machine
+    whose other load drifts, each ratio is then taken over the same stretch of time, not one mode
+    in a quiet minute and the other in a busy one."""
     from envs import MCPEnv, StdioServer
 
-    conc, n_fast, n_slow = args.iso_concurrency, args.iso_rollouts, args.iso_slow_rollouts
+    conc, repeats = args.iso_concurrency, args.iso_repeats
     stdio = StdioServer(command=sys.executable, args=[str(SERVER_SCRIPT)])
-    # The warm pool sized to the concurrency; a long start-up bound for the spawning modes under load.
-    common: dict[str, Any] = {"server_log": os.devnull, "warm_pool": conc, "startup_timeout_s": 180}
-    modes: dict[str, tuple[Callable[[], Any], int]] = {
-        "shared (one process)": (lambda: MCPEnv(stdio, isolation="shared", **common), n_fast),
-        "per_session, fork server": (
-            lambda: MCPEnv(stdio, isolation="per_session", stdio_start="fork", **common),
-            n_fast,
+    # The default warm pool, which sizes itself to the concurrency; a long start-up bound for the
+    # spawning modes under load.
+    common: dict[str, Any] = {"server_log": os.devnull, "startup_timeout_s": 180}
+    art = "ART pattern (new server+client per rollout)"
+    modes: dict[str, tuple[Callable[[int], Awaitable[tuple[float, list[float]]]], int]] = {
+        "shared (one process)": (
+            lambda n: timed_env_rollouts(MCPEnv(stdio, isolation="shared", **common), base_url, n, conc),
+            args.iso_rollouts,
         ),
-        "per_session, spawn": (lambda: MCPEnv(stdio, isolation="per_session", stdio_start="spawn", **common), n_slow),
+        "per_session, fork server": (
+            lambda n: timed_env_rollouts(
+                MCPEnv(stdio, isolation="per_session", stdio_start="fork", **common), base_url, n, conc
+            ),
+            args.iso_rollouts,
+        ),
+        "per_session, spawn": (
+            lambda n: timed_env_rollouts(
+                MCPEnv(stdio, isolation="per_session", stdio_start="spawn", **common), base_url, n, conc
+            ),
+            args.iso_slow_rollouts,
+        ),
+        art: (lambda n: timed_art_pattern(base_url, n, conc), args.iso_slow_rollouts),
     }
     policy_port = free_port()
     policy = Process([str(POLICY_SCRIPT), "--port", str(policy_port), "--tool", "add",
                       "--arguments", json.dumps(ADD_ARGS)], policy_port)  # fmt: skip
     base_url = f"http://127.0.0.1:{policy_port}/v1"
-    rows: dict[str, Any] = {}
-    table: list[tuple[str, str, str]] = []
+    walls: dict[str, float] = dict.fromkeys(modes, 0.0)
+    latencies: dict[str, list[float]] = {name: [] for name in modes}
     try:
-        with tqdm(total=len(modes) + 1, desc="bench_envs isolation", unit="mode", file=sys.stderr) as bar:
-            for name, (make, n) in modes.items():
-                rows[name] = await bench_env_rollouts(make(), base_url, n, conc)
-                _row(table, f"isolation {name}", rows[name], bar)
-                bar.update()
-            rows["ART pattern (new server+client per rollout)"] = await bench_art_pattern(base_url, n_slow, conc)
-            _row(table, "isolation ART pattern", rows["ART pattern (new server+client per rollout)"], bar)
-            bar.update()
+        with tqdm(total=len(modes) * repeats, desc="bench_envs isolation", unit="run", file=sys.stderr) as bar:
+            for round_ in range(repeats):
+                for name in list(modes) if round_ % 2 == 0 else list(reversed(modes)):
+                    run_mode, total = modes[name]
+                    n = total // repeats + (1 if round_ < total % repeats else 0)
+                    wall, seen = await run_mode(n)
+                    walls[name] += wall
+                    latencies[name] += seen
+                    bar.write(f"round {round_ + 1}: {name:<44} {n / wall:8.2f} rollouts/s")
+                    bar.update()
     finally:
         policy.stop()
-    art = rows["ART pattern (new server+client per rollout)"]["rollouts_per_s"]
+    rows: dict[str, Any] = {}
+    table: list[tuple[str, str, str]] = []
+    for name in modes:
+        done = len(latencies[name])
+        rows[name] = {
+            "rollouts": done,
+            "concurrency": conc,
+            "rounds": repeats,
+            "wall_s": round(walls[name], 3),
+            "rollouts_per_s": round(done / walls[name], 2),
+            **percentiles(latencies[name]),
+        }
+        rate = f"{rows[name]['rollouts_per_s']:>9.2f} rollouts/s"
+        table.append((f"isolation {name.split(' (new')[0]}", rate, _latency(rows[name])))
+    art_rate = rows[art]["rollouts_per_s"]
     fork = rows["per_session, fork server"]["rollouts_per_s"]
     targets = {
-        "per_session fork server >= 20x ART": {"value": round(fork / art, 2), "target": 20, "met": fork / art >= 20},
+        "per_session fork server >= 20x ART": {
+            "value": round(fork / art_rate, 2),
+            "target": 20,
+            "met": fork / art_rate >= 20,
+        },
         "per_session fork server / spawn": {
             "value": round(fork / rows["per_session, spawn"]["rollouts_per_s"], 2),
             "target": None,
@@ -362,8 +402,44 @@ async def bench_isolation(args: Any) -> dict[str, Any]:
     for name, check in targets.items():
         verdict = "" if check["met"] is None else ("met" if check["met"] else "MISSED")
         print(f"{name:<44} {check['value']:>8.2f}  (target {check['target']})  {verdict}")
-    settings = {"rollouts": n_fast, "slow_rollouts": n_slow, "concurrency": conc}
+    settings = {
+        "rollouts": args.iso_rollouts,
+        "slow_rollouts": args.iso_slow_rollouts,
+        "concurrency": conc,
+        "repeats": repeats,
+    }
     return {"rollouts": rows, "targets": targets, "settings": settings}
+
+
+async def timed_env_rollouts(env: Any, base_url: str, n: int, concurrency: int) -> tuple[float, list[float]]:
+    """(wall seconds, latencies) of `n` rollouts on a started env (its start-up is not timed)."""
+    from openai import AsyncOpenAI
+
+    async with env, AsyncOpenAI(base_url=base_url, api_key="bench") as client:
+        await env.start()
+        return await timed_rollouts(n, concurrency, lambda: env_rollout(env, client))
+
+
+async def timed_art_pattern(base_url: str, n: int, concurrency: int) -> tuple[float, list[float]]:
+    return await timed_rollouts(n, concurrency, lambda: art_rollout(base_url))
+
+
+async def timed_rollouts(n: int, concurrency: int, rollout: Callable[[], Awaitable[str]]) -> tuple[float, list[float]]:
+    wrong = 0
+
+    async def one(i: int) -> None:
+        nonlocal wrong
+        if await rollout() != EXPECTED_ANSWER:
+            wrong += 1
+
+    wall, latencies = await run_concurrently(n, concurrency, one)
+    if wrong:
+        raise RuntimeError(f"{wrong} of {n} rollouts got a wrong answer")
+    return wall, latencies
+
+
+def _latency(result: dict[str, Any]) -> str:
+    return f"p50 {result['p50_ms']:>8.2f} ms   p95 {result['p95_ms']:>8.2f} ms"
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -516,6 +592,9 @@ def main() -> None:
         "--iso-slow-rollouts", type=int, default=48, help="isolation: rollouts of the process-per-rollout modes"
     )
     parser.add_argument("--iso-concurrency", type=int, default=16, help="isolation: concurrent rollouts")
+    parser.add_argument(
+        "--iso-repeats", type=int, default=2, help="isolation: rounds in mirrored order each mode's rollouts split over"
+    )
     args = parser.parse_args()
 
     async def run() -> int:
