@@ -114,8 +114,8 @@ def test_bfcl_refuses_an_output_another_process_writes(tmp_path: Path) -> None:
 
 def evaluate(url: str, out: Path, *more: str) -> list[str]:
     return [
-        sys.executable, "-m", "train.eval", "--env", "energy", "--split", "train", "--tasks", "3",
-        "--base-url", url, "--model", "scripted", "--out", str(out), "--retries", "0", *more,
+        sys.executable, "-m", "train.eval", "--env", "energy", "--split", "train", "--limit", "3",
+        "--base-url", url, "--model", "scripted", "--report", str(out), "--retries", "0", *more,
     ]  # fmt: skip
 
 

@@ -22,7 +22,7 @@ async def test_eval_endpoint_writes_table_and_json(vllm_tiny, tmp_path: Path, ca
     out = tmp_path / "report.json"
     endpoint = ["--base-url", vllm_tiny.base_url, "--model", "tiny"]
     code = await main(
-        ["--env", "energy", *endpoint, "--tasks", "4", "--max-tokens", "8", "--max-turns", "2", "--out", str(out)]
+        ["--env", "energy", *endpoint, "--limit", "4", "--max-tokens", "8", "--max-turns", "2", "--report", str(out)]
     )
     assert code == 0
     report = json.loads(out.read_text())["reports"][0]
@@ -40,7 +40,7 @@ async def test_eval_endpoint_writes_table_and_json(vllm_tiny, tmp_path: Path, ca
 async def test_compare_puts_two_models_side_by_side(vllm_tiny, tmp_path: Path, capsys) -> None:
     out = tmp_path / "compare.json"
     spec = f"{vllm_tiny.base_url}#tiny"
-    await main(["--compare", spec, spec, "--tasks", "2", "--max-tokens", "8", "--max-turns", "1", "--out", str(out)])
+    await main(["--compare", spec, spec, "--limit", "2", "--max-tokens", "8", "--max-turns", "1", "--report", str(out)])
     reports = json.loads(out.read_text())["reports"]
     assert [report["label"] for report in reports] == ["A:tiny", "B:tiny"]
     header = capsys.readouterr().out.splitlines()[0].split()
@@ -76,7 +76,7 @@ def test_specs(tmp_path: Path) -> None:
         [],
         ["--base-url", "http://127.0.0.1:9/v1"],
         ["--checkpoint", "/no/such/dir"],
-        ["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--tasks", "-1"],
+        ["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--limit", "-1"],
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(flags: list[str]) -> None:

@@ -55,6 +55,7 @@ from pydantic import BaseModel, Field, ValidationError
 from tqdm import tqdm
 
 from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from envs.flags import add_flag, apply_no_progress
 from judges.bfcl import (
     MULTI_TURN,
     BfclEntry,
@@ -458,9 +459,9 @@ def _default_out(model: str) -> Path:
 # -- CLI ----------------------------------------------------------------------------
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(prog: str = "python -m train.bfcl") -> ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m train.bfcl",
+        prog=prog,
         description="Run BFCL v4 (the Berkeley Function Calling Leaderboard, single-turn categories) against an "
         "OpenAI-compatible model and score it with the leaderboard's AST checker; or --compare two runs.",
     )
@@ -471,34 +472,33 @@ def build_parser() -> ArgumentParser:
         help="comma-separated BFCL categories or groups (simple, non_live, live, single_turn, python, ...)",
     )
     parser.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server")
-    parser.add_argument("--model", default="Qwen3-8B", help="model name on that server")
-    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the variable holding the API key")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N entries of each category")
+    add_flag(parser, "--model", default="Qwen3-8B", help="model name on that server")
+    add_flag(parser, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the server's API key")
+    add_flag(parser, "--limit", type=int, default=None, help="only the first N entries of each category")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--temperature", type=float, default=BFCL_TEMPERATURE, help="sampling temperature")
     parser.add_argument("--max-tokens", type=int, default=1024, help="max tokens per reply")
     parser.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request")
     parser.add_argument("--retries", type=int, default=4, help="retries of a transient error")
-    parser.add_argument(
-        "--out", default=None, help="records JSONL (default runs/bfcl/<model>.jsonl; appended, resumes)"
-    )
-    parser.add_argument(
-        "--summary", default=None, metavar="FILE", help="summary JSON (default: OUT with .summary.json)"
+    add_flag(parser, "--out", default=None, help="records JSONL (default runs/bfcl/<model>.jsonl; appended, resumes)")
+    add_flag(
+        parser, "--report", default=None, aliases=("--summary",), help="summary JSON (default: OUT with .summary.json)"
     )
     parser.add_argument("--no-resume", action="store_true", help="start fresh: move an existing OUT aside")
     parser.add_argument(
         "--keep-infra", action="store_true", help="on resume, keep entries that failed on infrastructure (do not ask)"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_flag(parser, "--no-progress", help="no progress bar")
     parser.add_argument(
         "--compare", nargs=2, metavar=("A.jsonl", "B.jsonl"), default=None, help="print two runs side by side and exit"
     )
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m train.bfcl") -> int:
     """The CLI; raises UsageError for bad input (run it under envs.cli.run_cli for the one-line exit 2)."""
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    args = build_parser(prog).parse_args(list(argv) if argv is not None else None)
+    apply_no_progress(args.no_progress)
     if args.compare:
         print(compare(Path(args.compare[0]), Path(args.compare[1])))
         return 0
@@ -537,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     result = anyio.run(go)
     print(format_table(result))
-    summary_path = Path(args.summary) if args.summary else out.with_suffix(".summary.json")
+    summary_path = Path(args.report) if args.report else out.with_suffix(".summary.json")
     write_json_atomic(summary_path, summary_json(result))
     again = f" ({result.retried} of them retried after infra failures)" if result.retried else ""
     print(f"\n{result.new} new{again} + {result.skipped} resumed entries in {out}", file=sys.stderr)

@@ -8,12 +8,12 @@
 
 A model is either a folder (a LoRA checkpoint, served on its base model by a vLLM started here, or
 a full model folder) or `URL#MODEL` (any OpenAI-compatible server). Greedy decoding, one sample
-per task, so two runs of one model give one number. Prints a table and writes JSON (with the
-trajectories beside it, the same JSONL every stage reads: `OUT.<i>.trajectories.jsonl` for the
-i-th model).
+per task, so two runs of one model give one number. Prints a table and writes the JSON report
+(`--report`, with the trajectories beside it, the same JSONL every stage reads:
+`REPORT.<i>.trajectories.jsonl` for the i-th model). `--limit N` evaluates N tasks (0: all).
 
 Resumable like `rollouts.generate` (the same runner, rollouts.runner): rerunning with the same
-`--out` skips the tasks whose trajectories are there, except infra failures (server down,
+`--report` skips the tasks whose trajectories are there, except infra failures (server down,
 timeouts), which run again (`--keep-infra` keeps them); each trajectory file is compacted to one
 record per id first and held by one run at a time (a second run on it exits 2 naming the first
 one's pid). The closing line of each model says how many were run again. The exit code follows
@@ -24,6 +24,7 @@ the rule of every CLI that calls an endpoint (README: exit codes), over the roll
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import sys
@@ -36,6 +37,7 @@ from pydantic import BaseModel, Field
 
 from envs.base import Task
 from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from envs.flags import add_flag, apply_no_progress
 from train.compare import Comparison, format_comparison
 
 # The metrics shown in tables, in this order (all from judges.compute_metrics except success/reward).
@@ -323,24 +325,30 @@ def build_parser() -> ArgumentParser:
         help="two models (folders or URL#MODEL) or two evaluations already run (trajectory .jsonl), "
         "compared task by task: fixed, lost, McNemar's exact p, a bootstrap 95%% interval",
     )
-    parser.add_argument("--model", help="model name at --base-url")
-    parser.add_argument("--base-model", default=None, help="base model of LoRA checkpoints (default: theirs)")
-    parser.add_argument("--tasks", type=int, default=40, help="evaluate this many tasks (0: the whole split)")
+    add_flag(parser, "--model", help="model name at --base-url")
+    add_flag(parser, "--api-key-env", default="OPENAI_API_KEY", help="variable holding --base-url's API key")
+    add_flag(parser, "--base-model", default=None, help="base model of LoRA checkpoints (default: theirs)")
+    add_flag(parser, "--limit", type=int, default=40, aliases=("--tasks",), help="tasks to evaluate (0: the split)")
     parser.add_argument("--seed", type=int, default=0, help="which subset of tasks")
     parser.add_argument("--judge", default="rules", help="rules | ruler | ruler+rules (rewards and metrics)")
     parser.add_argument("--judge-model", default=None, help="model of LLM judges")
     parser.add_argument("--judge-base-url", default=None, help="endpoint of LLM judges")
+    add_flag(parser, "--judge-api-key-env", default="JUDGE_API_KEY", help="the judge key's variable")
     parser.add_argument("--max-turns", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=256, help="per policy turn")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-model-len", type=int, default=4096, help="context of a vLLM started here")
     parser.add_argument("--retries", type=int, default=4, help="retries of a transient policy error")
-    parser.add_argument(
-        "--out",
+    add_flag(
+        parser,
+        "--report",
         type=Path,
         default=None,
-        help="JSON report, trajectories beside it; the same --out again resumes (default runs/eval/<time>.json)",
+        aliases=("--out",),
+        help="trajectories beside it (REPORT.N.trajectories.jsonl); the same --report again resumes "
+        "(default runs/eval/<time>.json)",
     )
+    add_flag(parser, "--no-progress", help="no progress bar")
     parser.add_argument(
         "--keep-infra", action="store_true", help="on resume, keep infra-failed rollouts instead of running them again"
     )
@@ -350,8 +358,8 @@ def build_parser() -> ArgumentParser:
 def check_args(args: Any) -> None:
     if args.base_url is not None and not args.model:
         raise UsageError("--base-url needs --model")
-    if args.tasks < 0 or args.retries < 0:
-        raise UsageError("--tasks and --retries must be >= 0")
+    if args.limit < 0 or args.retries < 0:
+        raise UsageError("--limit and --retries must be >= 0")
     for name in ("max_turns", "max_tokens", "concurrency"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
@@ -368,6 +376,7 @@ def policy_for(base_url: str, model: str, *, max_tokens: int, api_key_env: str =
 async def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_args(args)
+    apply_no_progress(args.no_progress)
     if args.compare:
         specs = [parse_spec(text) for text in args.compare]
         if specs[0].label == specs[1].label:
@@ -388,23 +397,28 @@ async def main(argv: list[str] | None = None) -> int:
     from judges import build_judge
 
     try:
-        judge = build_judge(args.judge, judge_model=args.judge_model, judge_base_url=args.judge_base_url)
+        judge = build_judge(
+            args.judge,
+            judge_model=args.judge_model,
+            judge_base_url=args.judge_base_url,
+            api_key_env=args.judge_api_key_env,
+        )
     except ValueError as exc:
         raise UsageError(f"--judge: {exc}") from None
     env = envs.load(args.env)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = args.out or Path("runs") / "eval" / f"{stamp}.json"
+    out = args.report or Path("runs") / "eval" / f"{stamp}.json"
     served = Served(max_model_len=args.max_model_len, base_model=args.base_model)
     reports = []
     endpoints = []  # per report, for the exit line
     async with env:
-        tasks = select_tasks(env.tasks(args.split), args.tasks, seed=args.seed)
+        tasks = select_tasks(env.tasks(args.split), args.limit, seed=args.seed)
         if not tasks:
             raise UsageError(f"env {env.name!r} has no tasks in split {args.split!r}")
         try:
             for index, spec in enumerate(specs):
                 base_url, model = await served.resolve(spec)
-                policy = policy_for(base_url, model, max_tokens=args.max_tokens)
+                policy = policy_for(base_url, model, max_tokens=args.max_tokens, api_key_env=args.api_key_env)
                 try:
                     report = await evaluate(
                         env,
@@ -476,7 +490,7 @@ def cli(argv: list[str] | None = None) -> Any:
     if "--bench" in argv or any(arg.startswith("--bench=") for arg in argv):
         from train import bfcl
 
-        return bfcl.main
+        return functools.partial(bfcl.main, argv, prog="python -m train.eval --bench bfcl")
     return main
 
 
