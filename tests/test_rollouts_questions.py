@@ -97,8 +97,7 @@ async def test_real_vllm_with_the_schema_names_only_real_tools(vllm_tiny, tmp_pa
     config = PolicyConfig(
         base_url=vllm_tiny.base_url,
         model=vllm_tiny.served_model_name,
-        temperature=1.0,
-        seed=0,
+        temperature=1.0,  # no seed: one seed on both (identical) requests would make them one completion
         max_tokens=700 if structured == "on" else 48,
         request_timeout_s=300,
     )
@@ -123,7 +122,8 @@ async def test_real_vllm_with_the_schema_names_only_real_tools(vllm_tiny, tmp_pa
     assert run.structured and not run.fell_back
     assert run.counts["bad_batches"] == run.counts["invalid"] == run.counts["unknown_tools"] == 0, run.summary()
     records = read_jsonl(out)
-    assert 2 <= len(records) == len(run.records) <= 4
+    assert 1 <= len(records) == len(run.records) <= 4
+    assert len(records) + run.counts["duplicates"] >= 2  # each reply held at least one question, all kept
     for record in records:
         assert record["tools"] and set(record["tools"]) <= set(names), record
         assert 1 <= len(record["tools"]) <= MAX_TOOLS_PER_QUESTION
