@@ -409,7 +409,10 @@ async def _questions_locked(
             if len(accepted) >= n:
                 return
             key = normalize(item.question)
-            if not key or key in seen:
+            if not key:  # nothing but punctuation and spaces: not a question
+                counts["invalid"] += 1
+                continue
+            if key in seen:
                 counts["duplicates"] += 1
                 continue
             if any(name not in known for name in item.tools):
