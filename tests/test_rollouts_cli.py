@@ -151,6 +151,9 @@ def test_questions_then_generate_open_tasks(scripted_server: ScriptedServer, tmp
     assert body["response_format"]["type"] == "json_schema"
     tool_names = set(re.findall(r'"name": "(\w+)"', body["messages"][1]["content"]))  # the tools it was shown
     assert len(tool_names) >= 2
+    schema = body["response_format"]["json_schema"]["schema"]
+    tools_schema = schema["properties"]["questions"]["items"]["properties"]["tools"]
+    assert set(tools_schema["items"]["enum"]) == tool_names and tools_schema["minItems"] == 1  # the real names only
     for record in records:
         assert record["difficulty"] in ("easy", "medium", "hard") and set(record["tools"]) <= tool_names
         assert record["env"] == "energy" and record["id"].startswith("q-")
@@ -165,3 +168,71 @@ def test_questions_then_generate_open_tasks(scripted_server: ScriptedServer, tmp
     trajs: list[dict[str, Any]] = read_jsonl(out)
     assert len(trajs) == 3 and all(t["task"]["kind"] == "open" and t["task"]["answer"] is None for t in trajs)
     assert {t["task_id"] for t in trajs} == {r["id"] for r in records[:3]}
+
+
+def questions_args(server: ScriptedServer, out: Path, *more: str) -> list[str]:
+    return [
+        sys.executable, "-m", "rollouts.questions", "--env", "energy", "--out", str(out),
+        "--base-url", server.base_url, "--model", "scripted", "--batch-size", "5",
+        "--concurrency", "1", "--retries", "0", "--no-progress", *more,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("reply", "structured", "needle"),
+    [
+        ("junk", "auto", "2 replies without questions JSON"),  # prose, no JSON at all
+        ("unknown_tools", "off", "10 with unknown tools"),  # JSON naming tools the env does not have
+    ],
+)
+def test_questions_nothing_usable_is_one_error_line_and_exit_3(
+    scripted_server: ScriptedServer, tmp_path: Path, reply: str, structured: str, needle: str
+) -> None:
+    out = tmp_path / "q.jsonl"
+    scripted_server.set_script(questions_reply=reply)
+    proc = run(questions_args(scripted_server, out, "-n", "8", "--max-requests", "2", "--structured", structured))
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: no usable question came back from scripted at " + scripted_server.base_url)
+    assert "0/8 questions after 2 requests" in lines[0] and needle in lines[0], lines[0]
+    assert not out.exists() or read_jsonl(out) == []
+    assert len(scripted_server.requests) == 2
+    assert all(("response_format" in body) == (structured != "off") for body in scripted_server.requests)
+
+
+def test_questions_partial_is_a_warning_and_exit_0(scripted_server: ScriptedServer, tmp_path: Path) -> None:
+    out = tmp_path / "q.jsonl"
+    proc = run(questions_args(scripted_server, out, "-n", "12", "--max-requests", "1"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: only 5/12 questions after 1 requests"), proc.stderr
+    assert len(read_jsonl(out)) == 5
+
+
+def test_questions_fall_back_to_plain_json_when_the_schema_is_refused(
+    scripted_server: ScriptedServer, tmp_path: Path
+) -> None:
+    """A server that answers 400 to json_schema (a hosted model without it): auto says so in one
+    line, asks the same request again without the schema and every later one plainly; the fenced
+    JSON in prose that comes back is read. `on` fails every request instead: exit 1 naming it."""
+    out = tmp_path / "q.jsonl"
+    scripted_server.set_script(refuse_json_schema=True)
+    proc = run(questions_args(scripted_server, out, "-n", "8"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    refusals = [line for line in lines if "refused structured output" in line]
+    assert len(refusals) == 1 and refusals[0].startswith(f"warning: {scripted_server.base_url} refused"), lines
+    assert "HTTP 400" in refusals[0] and "json_schema" in refusals[0]
+    assert lines[-1].startswith("8/8 questions after 2 requests (plain JSON;"), lines
+    assert len(read_jsonl(out)) == 8
+    with_schema = ["response_format" in body for body in scripted_server.requests]
+    assert with_schema == [True, False, False], with_schema  # refused, asked again plainly, then plain
+
+    scripted_server.set_script(refuse_json_schema=True)
+    strict = run(questions_args(scripted_server, tmp_path / "strict.jsonl", "-n", "8", "--structured", "on"))
+    assert strict.returncode == 1, strict.stderr
+    lines = strict.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: all "), strict.stderr
+    assert scripted_server.base_url in lines[0] and "HTTP 400" in lines[0]
+    assert all("response_format" in body for body in scripted_server.requests)
