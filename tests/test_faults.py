@@ -348,29 +348,19 @@ def tool_tasks(env: Any, n: int) -> list[Any]:
     return [task for task in env.tasks("train") if task.expected_calls][:n]
 
 
-def descendants_running(marker: str) -> list[int]:
-    """Pids of this process's descendants whose command line holds `marker` (Linux /proc)."""
-    parents: dict[int, int] = {}
-    cmdlines: dict[int, str] = {}
+def processes_marked(mark: str) -> list[int]:
+    """Pids of the processes whose environment holds MCPGYM_TEST_MARK=`mark` (Linux /proc). The mark
+    is inherited by every fork, so this finds a zygote's children even once the zygote is dead and
+    they were handed to init (a search by parentage misses those)."""
+    needle = f"MCPGYM_TEST_MARK={mark}".encode()
+    found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdlines[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    me = os.getpid()
-
-    def descends(pid: int) -> bool:
-        while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == me:
-                return True
-        return False
-
-    return [pid for pid, cmd in cmdlines.items() if marker in cmd and pid != me and descends(pid)]
+        with contextlib.suppress(OSError):
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return found
 
 
 def kill_when_a_rollout_is_mid_turn(out: Path, server: ScriptedServer, kill: Any) -> None:
@@ -419,14 +409,30 @@ async def test_stdio_server_killed_mid_run_is_infra_and_resume_completes(
 
     from envs import StdioServer
 
-    server = StdioServer(command=sys.executable, args=["-m", "envs.energy.server"], cwd=str(ROOT))
+    mark = f"{os.getpid()}-{tmp_path.name}"
+    server = StdioServer(
+        command=sys.executable, args=["-m", "envs.energy.server"], cwd=str(ROOT), env={"MCPGYM_TEST_MARK": mark}
+    )
     env = energy_env_over(server, stdio_start=start, warm_pool=2, server_log=tmp_path / "server.log")
     out = tmp_path / "t.jsonl"
     scripted_server.set_script(delay_s=0.3)
 
     def kill() -> None:
-        # Every energy server process: in fork mode the zygote and all its children.
-        for pid in descendants_running("envs.energy.server"):
+        # Every energy server process of this test: in fork mode the zygote and all its children.
+        # Stop them first, scanning again until every one is stopped (a stopped zygote forks no
+        # more, and the env starts no new one for a zygote that has not died), then kill them all:
+        # a spare forked between a scan and the kill would otherwise live on and serve the resume.
+        stopped: set[int] = set()
+        for _ in range(50):
+            pids = [pid for pid in processes_marked(mark) if pid not in stopped]
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                stopped.add(pid)
+            time.sleep(0.02)
+        for pid in stopped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
