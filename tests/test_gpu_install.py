@@ -1,6 +1,7 @@
 """The GPU install resolves to a working set: the gpu + dev extras under constraints/gpu.txt, for
 the GPU box (CPython 3.11, glibc 2.35 x86_64), resolved by uv against the package index from
-metadata alone (nothing is downloaded or installed). Skips only when uv or the index is missing."""
+metadata alone (nothing is downloaded or installed), wheels only. Skips only when uv or the index
+is missing."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def resolved() -> dict[str, str]:
     except httpx.HTTPError as exc:
         pytest.skip(f"package index unreachable ({INDEX}: {exc.__class__.__name__})")
     command = [uv, "pip", "compile", "pyproject.toml", "--extra", "gpu", "--extra", "dev", *TARGET]
-    command += ["--constraint", str(LOCK), "--no-header", "--no-annotate", "--quiet", "--no-config"]
+    # --no-build: wheels only, as the GPU box (and an offline `pip download --only-binary`) gets them.
+    command += ["--constraint", str(LOCK), "--no-build", "--no-header", "--no-annotate", "--quiet", "--no-config"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"the gpu extra does not resolve under {LOCK.name}:\n{done.stderr[-3000:]}"
     return pins(done.stdout)
