@@ -31,6 +31,9 @@ FLAGS: dict[str, tuple[str | None, str]] = {
     "--judge-api-key-env": ("VAR", "the environment variable holding the judge endpoint's API key"),
     "--weave": ("PROJECT", "trace to this weave project (or set MCPGYM_WEAVE=PROJECT); off otherwise"),
     "--wandb": (None, "log training metrics to W&B (or set MCPGYM_WANDB=1); off otherwise"),
+    "--backend": ("NAME", "ART's training backend: torch (CPU), local, megatron, serverless or tinker (docs/gpu.md)"),
+    "--trainer-gpus": ("IDS", "the GPUs ART trains on, comma-separated from 0 (local backend, with --inference-gpus)"),
+    "--inference-gpus": ("ID", "the GPU ART's vLLM serves from (local backend, with --trainer-gpus)"),
 }
 
 

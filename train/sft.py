@@ -26,7 +26,8 @@ from pydantic import BaseModel, Field, ValidationError
 from envs.cli import ArgumentParser, UsageError, run_cli
 from envs.flags import add_flag, apply_no_progress, wandb_wanted
 from rollouts.jsonl import JsonlAppender
-from train.backends import BACKENDS, BackendKind
+from train.backends import BACKENDS, BACKENDS_HELP, BackendKind
+from train.backends.local import check_gpu_flags, gpu_ids
 from train.data import (
     CORESET_METHODS,
     CoresetMethod,
@@ -50,6 +51,8 @@ class SFTConfig(BaseModel):
     success_only: bool = False
     base_model: str | None = Field(None, description="model folder (torch) or HF id (local); default: embedded model")
     backend: BackendKind = "torch"
+    trainer_gpus: list[int] | None = Field(None, description="local: ART's dedicated mode, training on these GPUs")
+    inference_gpus: list[int] | None = Field(None, description="local: ART's dedicated mode, vLLM on this GPU")
     name: str = Field("sft", min_length=1, description="ART model name (checkpoints and served adapter name)")
     project: str | None = Field(None, description="ART project; default: the env, else 'mcpgym'")
     art_path: Path = Path(".art")
@@ -112,8 +115,8 @@ def select_data(config: SFTConfig, *, base_model: str) -> tuple[list[Any], int]:
 def _default_base_model(config: SFTConfig) -> str:
     if config.base_model is not None:
         return config.base_model
-    if config.backend == "local":
-        raise UsageError("--backend local needs --base-model (a Hugging Face model id or folder)")
+    if config.backend != "torch":
+        raise UsageError(f"--backend {config.backend} needs --base-model (a Hugging Face model id or folder)")
     from train.models import ensure_base_model
 
     return str(ensure_base_model())
@@ -147,6 +150,8 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
 
             opts["lora"] = LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank)
             opts["sft_detach_prompt"] = config.detach_prompt
+        if config.backend == "local":
+            opts["gpus"] = len(config.trainer_gpus or [0]) + len(config.inference_gpus or [])
         backend = make_backend(config.backend, **opts)
     try:
         if model is None:
@@ -158,6 +163,8 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
                 kind=config.backend,
                 max_seq_length=config.max_length,
                 wandb=wandb_wanted(config.wandb),
+                trainer_gpus=config.trainer_gpus,
+                inference_gpus=config.inference_gpus,
             )
         if model._backend is None:
             if config.backend == "torch":
@@ -251,7 +258,9 @@ def build_parser() -> ArgumentParser:
     data.add_argument("--replay-ratio", type=float, default=0.2, help="share of the mix taken from --replay")
     model = parser.add_argument_group("model")
     add_flag(model, "--base-model", default=None, help="model folder (default: the embedded SmolLM2-135M)")
-    model.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (CPU) or local (ART, GPU)")
+    add_flag(model, "--backend", choices=BACKENDS, default="torch", help=BACKENDS_HELP)
+    add_flag(model, "--trainer-gpus", type=gpu_ids, default=None, help="dedicated mode: train on these GPUs (0 or 0,1)")
+    add_flag(model, "--inference-gpus", type=gpu_ids, default=None, help="dedicated mode: serve from this GPU (e.g. 1)")
     add_flag(model, "--name", default="sft", help="ART model name (checkpoints, served adapter name)")
     model.add_argument("--project", default=None, help="ART project (default: --env, else mcpgym)")
     model.add_argument("--art-path", type=Path, default=Path(".art"), help="ART's model folder")
@@ -277,6 +286,10 @@ def build_parser() -> ArgumentParser:
 
 def config_from_args(argv: list[str] | None = None) -> SFTConfig:
     args = vars(build_parser().parse_args(argv))
+    try:
+        check_gpu_flags(args["backend"], args["trainer_gpus"], args["inference_gpus"])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     try:
         return SFTConfig(**args)
     except ValidationError as exc:
