@@ -471,7 +471,12 @@ def build_parser(prog: str = "python -m train.bfcl") -> ArgumentParser:
         default="single_turn",
         help="comma-separated BFCL categories or groups (simple, non_live, live, single_turn, python, ...)",
     )
-    parser.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server")
+    add_flag(
+        parser,
+        "--base-url",
+        default="http://localhost:8000/v1",
+        help="OpenAI-compatible server (URL,URL,...: replicas)",
+    )
     add_flag(parser, "--model", default="Qwen3-8B", help="model name on that server")
     add_flag(parser, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the server's API key")
     add_flag(parser, "--limit", type=int, default=None, help="only the first N entries of each category")

@@ -317,7 +317,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--split", default="test", help="task split")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", type=Path, help="LoRA checkpoint or model folder, served here by vLLM")
-    which.add_argument("--base-url", help="OpenAI-compatible endpoint (with --model)")
+    add_flag(which, "--base-url", help="OpenAI-compatible endpoint, URL,URL,... for replicas (with --model)")
     which.add_argument(
         "--compare",
         nargs=2,
@@ -332,7 +332,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="which subset of tasks")
     parser.add_argument("--judge", default="rules", help="rules | ruler | ruler+rules (rewards and metrics)")
     parser.add_argument("--judge-model", default=None, help="model of LLM judges")
-    parser.add_argument("--judge-base-url", default=None, help="endpoint of LLM judges")
+    add_flag(parser, "--judge-base-url", default=None, help="endpoint of LLM judges")
     add_flag(parser, "--judge-api-key-env", default="JUDGE_API_KEY", help="the judge key's variable")
     parser.add_argument("--max-turns", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=256, help="per policy turn")
