@@ -237,3 +237,22 @@ async def test_the_judge_fails_over_to_a_live_replica() -> None:
     failed = await judge.score([make_trajectory(PRICE, [], answer="x", sample=0, group="h")])
     await judge.aclose()
     assert failed[0].is_infra_failure and failed[0].reward is None
+
+
+async def test_eval_reports_each_replica(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`train.eval --base-url LIVE,DEAD`: every task scored (none infra), the dead one named."""
+    from train.eval import main
+
+    with ScriptedServer(energy_tasks()) as up:
+        nobody = f"http://127.0.0.1:{free_port()}/v1"
+        out = tmp_path / "report.json"
+        argv = ["--env", "energy", "--base-url", f"{up.base_url},{nobody}", "--model", "scripted", "--limit", "4"]
+        code = await main([*argv, "--report", str(out), "--no-progress"])
+        sent = len(up.requests)
+    assert code == 0
+    report = json.loads(out.read_text())["reports"][0]
+    assert report["n_infra"] == 0 and report["success_rate"] == 1.0
+    live, dead = report["endpoints"]
+    assert live["url"] == up.base_url and live["requests"] == sent and live["failures"] == 0
+    assert dead["url"] == nobody and dead["failures"] >= 1 and dead["taken_out"] >= 1
+    assert f"endpoints: {up.base_url}: {sent} requests; {nobody}:" in capsys.readouterr().err
