@@ -2,14 +2,14 @@
 
 `--base-url` takes one URL or several, comma-separated (`envs.flags.parse_base_urls`: the one
 parser, which `add_flag` gives `--base-url` and `--judge-base-url` in every CLI). An
-`EndpointPool` sends each request to the replica with the fewest requests in flight (ties: the one
-used least). A replica whose request fails with a
-transient error (the one rule of rollouts.retry, `rollouts.policy.is_transient`: connection refused,
-timeouts, 429, 5xx) is taken out for `cooldown_s` and the same request goes at once to another
-replica; only when every replica failed it does the error reach the caller, whose retries (backoff,
-jitter) try again. So a rollout is an infra failure only when every replica kept failing, and a dead
-replica never makes one a model failure. When every replica is cooling down, the one whose
-cool-down ends first is tried anyway: one replica behaves exactly like a plain URL.
+`EndpointPool` sends each request to the replica with the fewest requests in flight (ties: the
+one used least). A replica whose request fails with a transient error (the one rule of
+rollouts.retry, `rollouts.policy.is_transient`: connection refused, timeouts, 429, 5xx) is taken
+out for `cooldown_s` and the same request goes at once to another replica; only when every replica
+failed does the error reach the caller, whose retries (backoff, jitter) try again. So a rollout
+is an infra failure only when every replica kept failing, and a dead replica never makes one a
+model failure. When every replica is cooling down, the one whose cool-down ends first is tried
+anyway (an answer brings it back at once): one replica behaves exactly like a plain URL.
 
 Counts per replica (requests, failures, times taken out) are `EndpointStats`, for the stats JSON.
 """

@@ -256,3 +256,17 @@ async def test_eval_reports_each_replica(tmp_path: Path, capsys: pytest.CaptureF
     assert live["url"] == up.base_url and live["requests"] == sent and live["failures"] == 0
     assert dead["url"] == nobody and dead["failures"] >= 1 and dead["taken_out"] >= 1
     assert f"endpoints: {up.base_url}: {sent} requests; {nobody}:" in capsys.readouterr().err
+
+
+async def test_ruler_fails_over_through_litellm() -> None:
+    """RULER goes through litellm (`api_base` per replica): the dead replica is taken out there too."""
+    from judges.ruler import RulerJudge
+
+    group = [make_trajectory(PRICE, [], answer=f"answer {i}", sample=i, group="g") for i in range(3)]
+    with JudgeServer() as up:
+        nobody = f"http://127.0.0.1:{free_port()}/v1"
+        judge = RulerJudge(JudgeEndpoint(model="m", base_url=f"{nobody},{up.base_url}"), backoff_s=0.0, retries=1)
+        scored = await judge.score(group)
+    assert all(not traj.is_infra_failure and traj.reward is not None for traj in scored)
+    dead, live = judge.endpoint_stats()
+    assert dead.failures == 1 and dead.taken_out == 1 and live.requests == 1 == len(up.requests)
