@@ -13,9 +13,19 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 # flag -> (metavar, what it means everywhere). `None` metavar: a switch.
 FLAGS: dict[str, tuple[str | None, str]] = {
+    "--base-url": (
+        "URL[,URL...]",
+        "the policy's OpenAI-compatible endpoint; several comma-separated: replicas of one model "
+        "(least-loaded first, a failing one left out for a cool-down)",
+    ),
+    "--judge-base-url": (
+        "URL[,URL...]",
+        "the judge's OpenAI-compatible endpoint; several comma-separated: replicas of one judge model",
+    ),
     "--model": ("NAME", "the model name to request at --base-url (the name the server serves it under)"),
     "--name": ("NAME", "the name a model trained or served here is given"),
     "--weights": ("PATH", "weights to load: a model folder or a Hugging Face repo id"),
@@ -35,6 +45,42 @@ FLAGS: dict[str, tuple[str | None, str]] = {
     "--trainer-gpus": ("IDS", "the GPUs ART trains on, comma-separated from 0 (local backend, with --inference-gpus)"),
     "--inference-gpus": ("ID", "the GPU ART's vLLM serves from (local backend, with --trainer-gpus)"),
 }
+
+
+def parse_base_urls(value: str) -> list[str]:
+    """The URLs of a `--base-url` value: one, or several comma-separated (replicas of one model).
+    Raises ValueError with one line for an empty list, a non-http(s) URL or a repeated one."""
+    urls = [part.strip() for part in value.split(",")]
+    if not value.strip() or any(not url for url in urls):
+        raise ValueError(f"--base-url {value!r}: an empty URL (give URL or URL,URL,...)")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"--base-url: {url!r} is not an http(s) URL")
+    seen = [url.rstrip("/") for url in urls]
+    if len(set(seen)) != len(seen):
+        raise ValueError(f"--base-url {value!r}: a URL is given twice")
+    return urls
+
+
+def base_url_arg(value: str) -> str:
+    """argparse `type=` of `--base-url`: the value checked and normalised (`a,b` without spaces)."""
+    try:
+        return ",".join(parse_base_urls(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def single_base_url_arg(value: str) -> str:
+    """`--base-url` where one endpoint is meant (a benchmark of one server)."""
+    url = base_url_arg(value)
+    if "," in url:
+        raise argparse.ArgumentTypeError(f"{value!r}: one URL here (this measures one endpoint)")
+    return url
+
+
+# Flags whose values every CLI parses the same way (add_flag sets `type=`).
+FLAG_TYPES: dict[str, Any] = {"--base-url": base_url_arg, "--judge-base-url": base_url_arg}
 
 
 class _DeprecatedStore(argparse.Action):
@@ -64,6 +110,8 @@ def add_flag(
     if flag not in FLAGS:
         raise KeyError(f"{flag} is not a shared flag (envs.flags.FLAGS)")
     metavar, _meaning = FLAGS[flag]
+    if flag in FLAG_TYPES:
+        kwargs.setdefault("type", FLAG_TYPES[flag])
     # argparse counts a required flag as given only when its own spelling is used, so with aliases
     # the check moves to envs.cli.ArgumentParser.parse_known_args (`required_flag`).
     required = bool(kwargs.pop("required", False)) if aliases else False

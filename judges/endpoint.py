@@ -10,15 +10,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from envs.flags import parse_base_urls
+from rollouts.endpoints import EndpointPool, EndpointStats
 from rollouts.policy import describe_error, is_transient
 from rollouts.retry import RetryConfig
 
 from .base import Judge, JudgeFailure
 from .cache import VerdictCache
+
+T = TypeVar("T")
 
 # Model prefixes litellm routes to an OpenAI-compatible server at `api_base`.
 OPENAI_COMPATIBLE = ("openai/", "hosted_vllm/")
@@ -28,12 +32,22 @@ class JudgeEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str  # "Qwen/Qwen3-8B" on a base URL, or a litellm name ("openai/gpt-4.1-mini") for a hosted judge
-    base_url: str | None = None
+    base_url: str | None = None  # several replicas of one judge model: comma-separated
     api_key_env: str = "JUDGE_API_KEY"
     timeout_s: float = 120.0
     temperature: float | None = 0.0
     # Sent as-is in every request body, e.g. {"chat_template_kwargs": {"enable_thinking": false}} for Qwen3 on vLLM.
     extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    cooldown_s: float = 10.0  # a replica that failed is left out this long (rollouts.endpoints)
+
+    @field_validator("base_url")
+    @classmethod
+    def _urls(cls, value: str | None) -> str | None:
+        return None if value is None else ",".join(parse_base_urls(value))
+
+    def base_urls(self) -> list[str]:
+        return self.base_url.split(",") if self.base_url else []
 
     def api_key(self) -> str | None:
         key = os.environ.get(self.api_key_env) or os.environ.get("OPENAI_API_KEY")
@@ -53,7 +67,8 @@ class JudgeEndpoint(BaseModel):
                 return self.model[len(prefix) :]
         return self.model
 
-    def litellm_params(self) -> dict[str, Any]:
+    def litellm_params(self, base_url: str | None = None) -> dict[str, Any]:
+        """litellm's parameters, aimed at `base_url` (one replica; default: the first)."""
         # Retries are ours (counted, then infra-failed), so litellm's and the SDK's are off.
         params: dict[str, Any] = {"timeout": self.timeout_s, "num_retries": 0, "max_retries": 0}
         if self.temperature is not None:
@@ -61,7 +76,7 @@ class JudgeEndpoint(BaseModel):
         if self.extra_body:
             params["extra_body"] = self.extra_body
         if self.base_url:
-            params["api_base"] = self.base_url
+            params["api_base"] = base_url or self.base_urls()[0]
         key = self.api_key()
         if key:
             params["api_key"] = key
@@ -106,6 +121,34 @@ class EndpointJudge(Judge):
         self.cache = cache
         self.retries = retries
         self.backoff_s = backoff_s
+        urls = endpoint.base_urls()
+        # One replica per URL of --judge-base-url; a hosted judge (no URL) is litellm's to route.
+        self.pool: EndpointPool[Any] | None = (
+            EndpointPool(urls, self._make_client, cooldown_s=endpoint.cooldown_s) if urls else None
+        )
+
+    def _make_client(self, url: str) -> Any:
+        """What a request to replica `url` needs (default: the URL itself, for litellm's `api_base`)."""
+        return url
+
+    async def on_endpoint(self, request: Callable[[Any, str | None], Awaitable[T]]) -> T:
+        """`await request(client, url)` on the least-loaded replica, failing over to the others on a
+        transient error (rollouts.endpoints); a hosted judge gets `(None, None)`."""
+        if self.pool is None:
+            return await request(None, None)
+        return await self.pool.call(lambda replica: request(replica.client, replica.url))
+
+    def endpoint_stats(self) -> list[EndpointStats]:
+        return self.pool.stats() if self.pool is not None else []
+
+    def report(self) -> dict[str, float]:
+        out = super().report()
+        stats = self.endpoint_stats()
+        if len(stats) > 1 or any(item.failures for item in stats):
+            for item in stats:
+                for key in ("requests", "failures", "taken_out"):
+                    out[f"endpoint {item.url} {key}"] = getattr(item, key)
+        return out
 
     def _malformed(self, exc: BaseException) -> bool:
         return False

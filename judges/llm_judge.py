@@ -79,23 +79,27 @@ class LLMJudge(EndpointJudge):
         super().__init__(endpoint, **options)
         self.rubric = self.rubric or DEFAULT_LLM_RUBRIC
         self.reference = reference
-        self._client: openai.AsyncOpenAI | None = None
+        self._hosted: openai.AsyncOpenAI | None = None
 
-    @property
-    def client(self) -> openai.AsyncOpenAI:
-        if self._client is None:  # one client (one connection pool) for every request of this judge
-            self._client = openai.AsyncOpenAI(
-                base_url=self.endpoint.base_url,
-                api_key=self.endpoint.api_key() or "EMPTY",
-                max_retries=0,  # retries are ours
-                timeout=self.endpoint.timeout_s,
-            )
-        return self._client
+    def _make_client(self, url: str | None) -> openai.AsyncOpenAI:
+        # one client (one connection pool) per replica for every request of this judge
+        return openai.AsyncOpenAI(
+            base_url=url,  # None: the SDK's own (OPENAI_BASE_URL, else OpenAI's)
+            api_key=self.endpoint.api_key() or "EMPTY",
+            max_retries=0,  # retries are ours
+            timeout=self.endpoint.timeout_s,
+        )
+
+    def _hosted_client(self) -> openai.AsyncOpenAI:
+        if self._hosted is None:
+            self._hosted = self._make_client(None)
+        return self._hosted
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        clients = [replica.client for replica in self.pool.replicas] if self.pool is not None else []
+        for client in [*clients, *([self._hosted] if self._hosted is not None else [])]:
+            await client.close()
+        self._hosted = None
 
     def _malformed(self, exc: BaseException) -> bool:
         return isinstance(exc, ValidationError)
@@ -130,13 +134,19 @@ class LLMJudge(EndpointJudge):
 
     async def _ask(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """One judge call: the verdict, or OpenAIError / ValidationError (retried when transient or malformed)."""
-        response = await self.client.chat.completions.create(
-            model=self.endpoint.served_model(),
-            messages=messages,  # type: ignore[arg-type]
-            response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
-            temperature=_or_not_given(self.endpoint.temperature),
-            extra_body=self.endpoint.extra_body or None,
-        )
+
+        async def ask(client: openai.AsyncOpenAI | None, _url: str | None) -> Any:
+            if client is None:  # a hosted judge: the SDK's default base URL
+                client = self._hosted_client()
+            return await client.chat.completions.create(
+                model=self.endpoint.served_model(),
+                messages=messages,  # type: ignore[arg-type]
+                response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
+                temperature=_or_not_given(self.endpoint.temperature),
+                extra_body=self.endpoint.extra_body or None,
+            )
+
+        response = await self.on_endpoint(ask)
         usage = {
             "prompt_tokens": response.usage.prompt_tokens if response.usage else 0,
             "completion_tokens": response.usage.completion_tokens if response.usage else 0,

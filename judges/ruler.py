@@ -155,8 +155,10 @@ class RulerJudge(EndpointJudge):
 
     async def _ask(self, group: Any, rubric: str) -> dict[str, Any]:
         """One RULER call on the whole group: its scores, explanations and usage."""
-        scored, usage = await ruler_score_art_group(
-            group, self.endpoint.litellm_model(), self.endpoint.litellm_params(), rubric
+        scored, usage = await self.on_endpoint(
+            lambda _client, url: ruler_score_art_group(
+                group, self.endpoint.litellm_model(), self.endpoint.litellm_params(url), rubric
+            )
         )
         bad = [t.reward for t in scored.trajectories if not 0.0 <= t.reward <= 1.0]
         if bad:  # ART accepts any float; a score outside 0..1 is a judge that misread the task

@@ -60,7 +60,7 @@ def build_parser() -> ArgumentParser:
         help='"rules", "ruler", "llm", or a weighted sum such as "ruler+rules" or "ruler:0.7+rules:0.3"',
     )
     parser.add_argument("--judge-model", default=None, help="judge model name (needed for ruler and llm)")
-    parser.add_argument("--judge-base-url", default=None, help="OpenAI-compatible base URL of the judge (e.g. vLLM)")
+    add_flag(parser, "--judge-base-url", default=None, help="OpenAI-compatible base URL of the judge (e.g. vLLM)")
     add_flag(
         parser, "--judge-api-key-env", default="JUDGE_API_KEY", help="the judge key's variable (else OPENAI_API_KEY)"
     )

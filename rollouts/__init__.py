@@ -8,6 +8,7 @@ CLIs: `python -m rollouts.generate`, `python -m rollouts.questions`, `python -m 
 
 from rollouts.record import Trajectory, TrajectoryError, TurnStats, trajectory_id
 
+from .endpoints import EndpointPool, EndpointStats, parse_base_urls
 from .parse import ParsedReply, history_for_request, parse_reply, split_think
 from .policy import ChatPolicy, PolicyConfig, PolicyTurn, TokenLogprobs, is_transient
 from .rollout import Policy, RetryConfig, rollout
@@ -41,6 +42,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "ChatPolicy",
+    "EndpointPool",
+    "EndpointStats",
     "ExportResult",
     "ParsedReply",
     "Policy",
@@ -60,6 +63,7 @@ __all__ = [
     "is_transient",
     "llamafactory_to_messages",
     "load_questions",
+    "parse_base_urls",
     "parse_reply",
     "rollout",
     "run_rollouts",

@@ -4,6 +4,13 @@
         --base-url http://localhost:8000/v1 --model Qwen3-8B \\
         --concurrency 8 --samples 1 --limit 100 --out data/trajectories.jsonl
 
+`--base-url` may name several replicas of one model, comma-separated
+(`http://h1:8000/v1,http://h2:8000/v1`): each request goes to the one with
+the fewest in flight, a replica that fails (refused, timeout, 5xx) is left out
+for a cool-down and the request goes to another; a rollout is an infra failure
+only when every replica failed. Per-replica counts are in the stats JSON
+(`endpoints`) and, with several, on the closing line.
+
 `--questions FILE.jsonl` runs questions without expected answers instead of
 the env's task split (tasks of kind "open"; write such a file with
 `python -m rollouts.questions`). The API key comes from the variable named by
@@ -33,6 +40,7 @@ from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
 from envs.flags import add_flag, apply_no_progress
 from rollouts.jsonl import JsonlFormatError
 
+from .endpoints import summary_line
 from .envs_io import open_env
 from .policy import ChatPolicy, PolicyConfig
 from .questions import load_questions
@@ -55,7 +63,9 @@ def build_parser() -> ArgumentParser:
     src.add_argument("--samples", type=int, default=1, help="rollouts per task (a GRPO group)")
 
     pol = parser.add_argument_group("policy")
-    pol.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server")
+    add_flag(
+        pol, "--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server (URL,URL,...: replicas)"
+    )
     add_flag(pol, "--model", default="Qwen3-8B", help="model name on that server")
     add_flag(pol, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the server's API key")
     pol.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
@@ -166,6 +176,8 @@ async def main() -> int:
         f"{s.new} new{retried} + {s.resumed} resumed trajectories in {out}: success {s.success_rate:.1%} "
         f"of {s.scored} scored, mean reward {reward}, errors {s.errors or '{}'}; stats in {stats_file}"
     )
+    if len(s.endpoints) > 1 or any(item.failures for item in s.endpoints):
+        print(f"endpoints: {summary_line(s.endpoints)}")
     failed = [traj for traj in result.trajectories if traj.is_infra_failure]
     return infra_exit_code(
         what="rollouts",

@@ -6,6 +6,10 @@ API key is read from the environment when the client is created and lives only
 inside that client: `PolicyConfig` holds the *name* of the variable, never the
 key, so dumping the config, a trajectory or a log cannot leak it.
 
+With several replicas in `base_url` (comma-separated) there is one client per replica, and each
+request goes to the least-loaded one, failing over to another when one is down
+(rollouts.endpoints).
+
 The client's own retries are off (`max_retries=0`): the rollout layer retries
 transient failures itself with backoff and jitter, and counts them.
 """
@@ -19,10 +23,11 @@ import time
 from typing import Any, Literal
 
 import openai
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from envs.base import ToolCall
 
+from .endpoints import EndpointPool, EndpointStats, parse_base_urls
 from .parse import ThinkHistory, history_for_request, parse_reply
 
 
@@ -31,7 +36,7 @@ class PolicyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = "http://localhost:8000/v1"
+    base_url: str = "http://localhost:8000/v1"  # or several replicas of one model, comma-separated
     model: str = "Qwen3-8B"
     api_key_env: str = "OPENAI_API_KEY"  # the variable's name; the key itself is never stored
     temperature: float | None = 0.7
@@ -45,7 +50,17 @@ class PolicyConfig(BaseModel):
     keep_think: bool = True  # keep `<think>` text in the stored trajectory (as `reasoning_content`)
     think_history: ThinkHistory = "qwen3"  # how earlier thinking is sent back (see parse.history_for_request)
     request_timeout_s: float = 120.0
+    cooldown_s: float = 10.0  # a replica that failed is left out this long (rollouts.endpoints)
     extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _urls(cls, value: str) -> str:
+        return ",".join(parse_base_urls(value))
+
+    @property
+    def base_urls(self) -> list[str]:
+        return self.base_url.split(",")
 
 
 class TokenLogprobs(BaseModel):
@@ -79,9 +94,17 @@ class PolicyError(RuntimeError):
 class ChatPolicy:
     """`await policy.act(messages, tools) -> PolicyTurn`, one shared client."""
 
-    def __init__(self, config: PolicyConfig, *, client: openai.AsyncOpenAI | None = None) -> None:
+    def __init__(
+        self,
+        config: PolicyConfig,
+        *,
+        client: openai.AsyncOpenAI | None = None,
+        pool: EndpointPool[openai.AsyncOpenAI] | None = None,
+    ) -> None:
         self.config = config
-        self._client = client
+        if pool is None and client is not None:  # a client made elsewhere (ART's): one replica
+            pool = EndpointPool([config.base_url], lambda _url: client, cooldown_s=config.cooldown_s)
+        self._pool = pool
 
     @property
     def model(self) -> str:
@@ -95,19 +118,39 @@ class ChatPolicy:
             return self
         digest = hashlib.sha256(f"{self.config.seed}:{task_id}:{sample}".encode()).digest()
         seed = int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-        return ChatPolicy(self.config.model_copy(update={"seed": seed}), client=self.client)
+        return ChatPolicy(self.config.model_copy(update={"seed": seed}), pool=self.pool)
+
+    @property
+    def pool(self) -> EndpointPool[openai.AsyncOpenAI]:
+        """The replicas of `config.base_url` (one per comma-separated URL), made on first use."""
+        if self._pool is None:
+            self._pool = EndpointPool(
+                parse_base_urls(self.config.base_url), self._make_client, cooldown_s=self.config.cooldown_s
+            )
+        return self._pool
+
+    def _make_client(self, url: str) -> openai.AsyncOpenAI:
+        # vLLM accepts any key; "EMPTY" is its documented placeholder.
+        return openai.AsyncOpenAI(
+            base_url=url,
+            api_key=os.environ.get(self.config.api_key_env) or "EMPTY",
+            timeout=self.config.request_timeout_s,
+            max_retries=0,
+        )
 
     @property
     def client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            # vLLM accepts any key; "EMPTY" is its documented placeholder.
-            self._client = openai.AsyncOpenAI(
-                base_url=self.config.base_url,
-                api_key=os.environ.get(self.config.api_key_env) or "EMPTY",
-                timeout=self.config.request_timeout_s,
-                max_retries=0,
-            )
-        return self._client
+        """The first replica's client (one endpoint: the only one). Requests go through `create`."""
+        return self.pool.replicas[0].client
+
+    def endpoint_stats(self) -> list[EndpointStats]:
+        """Per-replica counts: requests, failures, times taken out."""
+        return self.pool.stats() if self._pool is not None else []
+
+    async def create(self, **kwargs: Any) -> Any:
+        """`chat.completions.create(**kwargs)` on the least-loaded replica, failing over to the
+        others on a transient error (rollouts.endpoints)."""
+        return await self.pool.call(lambda replica: replica.client.chat.completions.create(**kwargs))
 
     def request_kwargs(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
         """The keyword arguments of `chat.completions.create` for one turn."""
@@ -139,7 +182,7 @@ class ChatPolicy:
         kwargs = self.request_kwargs(messages, tools)
         start = time.perf_counter()
         try:
-            completion = await self.client.chat.completions.create(**kwargs)
+            completion = await self.create(**kwargs)
         except json.JSONDecodeError as exc:
             # The SDK parses the body unguarded: a torn or non-JSON reply is the server's fault, and
             # must read as the policy server failing, not as a bug of ours ("unexpected").
@@ -166,9 +209,10 @@ class ChatPolicy:
         )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._pool is not None:
+            for replica in self._pool.replicas:
+                await replica.client.close()
+            self._pool = None
 
     async def __aenter__(self) -> ChatPolicy:
         return self

@@ -265,7 +265,7 @@ class _Requester:
     async def _send(self, kwargs: dict[str, Any]) -> str:
         async for attempt in self.retry.retrying():
             with attempt:
-                completion = await self.policy.client.chat.completions.create(**kwargs)
+                completion = await self.policy.create(**kwargs)
         return (completion.choices[0].message.content or "") if completion.choices else ""
 
     async def request(self, messages: list[dict[str, Any]], schema: dict[str, Any]) -> str:
@@ -536,7 +536,12 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--env", default="energy", help="env spec for envs.load (name, mcp.json, module:factory)")
     parser.add_argument("-n", type=int, default=200, help="how many unique questions to have in --out")
     add_flag(parser, "--out", default="data/questions.jsonl", help="JSONL to append to (resumes from it)")
-    parser.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server")
+    add_flag(
+        parser,
+        "--base-url",
+        default="http://localhost:8000/v1",
+        help="OpenAI-compatible server (URL,URL,...: replicas)",
+    )
     add_flag(parser, "--model", default="Qwen3-8B", help="model name on that server")
     add_flag(parser, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the server's API key")
     parser.add_argument(

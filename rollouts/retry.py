@@ -4,8 +4,10 @@ The rollouts (each policy call), `rollouts.questions`, `train.bfcl` and the LLM 
 (`judges.endpoint`) all retry through `RetryConfig.retrying`. What is transient is one rule,
 `rollouts.policy.is_transient`: connection errors, timeouts, 408/409/425/429 and 5xx. A 400,
 401, 403 or 404 is not: the same request would fail the same way, so it fails at once and the
-caller names the key or flag to fix. A caller may widen the rule for its own kind of retryable
-reply (a judge's malformed JSON: sampling again may give a valid one) with `retry_on`.
+caller names the key or flag to fix. With several replicas (`--base-url URL,URL,...`) the same
+rule decides when rollouts.endpoints takes a replica out and sends the request to another one. A
+caller may widen the rule for its own kind of retryable reply (a judge's malformed JSON: sampling
+again may give a valid one) with `retry_on`.
 """
 
 from __future__ import annotations

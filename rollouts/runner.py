@@ -43,6 +43,7 @@ from rollouts.lock import output_lock
 from rollouts.record import Trajectory, trajectory_id
 from rollouts.resume import is_infra_record, resume_records
 
+from .endpoints import EndpointStats
 from .rollout import Policy, RetryConfig, rollout
 from .stats import RunStats, compute_stats
 from .tracing import traced
@@ -195,6 +196,7 @@ async def _run_locked(
     appender = JsonlAppender(out_path, durable=durable) if out_path is not None else None
     queue = iter(work)
     started = time.perf_counter()
+    before = policy.endpoint_stats() if hasattr(policy, "endpoint_stats") else []
 
     # A policy may vary per rollout (ChatPolicy: a seed of its own per task and sample).
     for_rollout = getattr(policy, "for_rollout", None)
@@ -231,6 +233,9 @@ async def _run_locked(
     new = [results[key] for key in sorted(results)]
     stats = compute_stats([*previous, *new], new=len(new), wall_s=wall)
     stats.retried = retried
+    endpoint_stats = getattr(policy, "endpoint_stats", None)
+    if endpoint_stats is not None:
+        stats.endpoints = _since(endpoint_stats(), before)
     return RunResult(
         trajectories=new,
         stats=stats,
@@ -240,6 +245,24 @@ async def _run_locked(
         moved_aside=moved,
         previous=previous,
     )
+
+
+def _since(now: list[EndpointStats], before: list[EndpointStats]) -> list[EndpointStats]:
+    """This run's share of each replica's counts (a policy may outlive one run: GRPO steps)."""
+    earlier = {item.url: item for item in before}
+    out = []
+    for item in now:
+        prev = earlier.get(item.url)
+        if prev is not None:
+            item = item.model_copy(
+                update={
+                    "requests": item.requests - prev.requests,
+                    "failures": item.failures - prev.failures,
+                    "taken_out": item.taken_out - prev.taken_out,
+                }
+            )
+        out.append(item)
+    return out
 
 
 def _tick(bar: Any, tally: dict[str, int], traj: Trajectory) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from rollouts.endpoints import EndpointStats
 from rollouts.record import Trajectory
 
 
@@ -49,6 +50,8 @@ class RunStats(BaseModel):
     turn_latency_s: Percentiles = Field(default_factory=Percentiles)
     wall_s: float | None = None  # of this run
     rollouts_per_s: float | None = None  # of this run
+    # per policy replica (--base-url URL,URL,...): requests, failures, times taken out, over the run
+    endpoints: list[EndpointStats] = Field(default_factory=list)
 
 
 def percentiles(values: Iterable[float]) -> Percentiles:

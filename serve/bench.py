@@ -453,7 +453,7 @@ def _parser() -> Any:
     import argparse
 
     from envs.cli import ArgumentParser
-    from envs.flags import add_flag
+    from envs.flags import add_flag, single_base_url_arg
 
     def typed(func: Any, name: str) -> Any:
         def convert(text: str) -> Any:
@@ -466,7 +466,13 @@ def _parser() -> Any:
         return convert
 
     parser = ArgumentParser(prog="python -m serve.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="OpenAI-compatible base URL")
+    add_flag(
+        parser,
+        "--base-url",
+        default="http://127.0.0.1:8000/v1",
+        type=single_base_url_arg,
+        help="the one endpoint measured",
+    )
     add_flag(parser, "--model", default=None, help="default: the endpoint's first model")
     add_flag(parser, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the endpoint's API key")
     parser.add_argument("--concurrency", type=typed(_int_list, "concurrency"), default=[1, 4, 16, 64])

@@ -77,10 +77,12 @@ class LoraClient:
 
 def _parser() -> Any:
     from envs.cli import ArgumentParser
-    from envs.flags import add_flag
+    from envs.flags import add_flag, single_base_url_arg
 
     parser = ArgumentParser(prog="python -m serve.lora", description="Load, unload and list LoRA adapters on vLLM.")
-    parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help="the server's OpenAI base URL")
+    add_flag(
+        parser, "--base-url", default=DEFAULT_BASE_URL, type=single_base_url_arg, help="the server's OpenAI base URL"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="models the server answers to (base + adapters)")
     add_flag(listing, "--json", help="one JSON object per line")
@@ -91,7 +93,13 @@ def _parser() -> Any:
     unload = sub.add_parser("unload", help="stop serving adapter NAME")
     unload.add_argument("name")
     for child in (listing, load, unload):  # subparsers are our ArgumentParser too: errors stay one line
-        child.add_argument("--base-url", default=argparse.SUPPRESS, help="as above (either side of the command)")
+        add_flag(
+            child,
+            "--base-url",
+            default=argparse.SUPPRESS,
+            type=single_base_url_arg,
+            help="as above (either side of the command)",
+        )
     return parser
 
 

@@ -71,6 +71,7 @@ from judges.bfcl import (
 )
 from judges.bfcl.checker import Reply
 from judges.bfcl.scores import Score
+from rollouts.endpoints import EndpointStats, summary_line
 from rollouts.jsonl import JsonlAppender, JsonlFormatError, iter_jsonl
 from rollouts.lock import output_lock
 from rollouts.policy import ChatPolicy, PolicyConfig, PolicyError, describe_error, is_transient
@@ -471,7 +472,12 @@ def build_parser(prog: str = "python -m train.bfcl") -> ArgumentParser:
         default="single_turn",
         help="comma-separated BFCL categories or groups (simple, non_live, live, single_turn, python, ...)",
     )
-    parser.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server")
+    add_flag(
+        parser,
+        "--base-url",
+        default="http://localhost:8000/v1",
+        help="OpenAI-compatible server (URL,URL,...: replicas)",
+    )
     add_flag(parser, "--model", default="Qwen3-8B", help="model name on that server")
     add_flag(parser, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the server's API key")
     add_flag(parser, "--limit", type=int, default=None, help="only the first N entries of each category")
@@ -521,24 +527,32 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m train.bfcl
         request_timeout_s=args.request_timeout,
     )
 
+    endpoints: list[EndpointStats] = []
+
     async def go() -> BfclRunResult:
         async with ChatPolicy(config) as policy:
-            return await run_bfcl(
-                policy,
-                categories,
-                out=out,
-                limit=args.limit,
-                concurrency=args.concurrency,
-                resume=not args.no_resume,
-                retry=RetryConfig(retries=args.retries),
-                progress=not args.no_progress,
-                retry_infra=not args.keep_infra,
-            )
+            try:
+                return await run_bfcl(
+                    policy,
+                    categories,
+                    out=out,
+                    limit=args.limit,
+                    concurrency=args.concurrency,
+                    resume=not args.no_resume,
+                    retry=RetryConfig(retries=args.retries),
+                    progress=not args.no_progress,
+                    retry_infra=not args.keep_infra,
+                )
+            finally:
+                endpoints.extend(policy.endpoint_stats())
 
     result = anyio.run(go)
     print(format_table(result))
     summary_path = Path(args.report) if args.report else out.with_suffix(".summary.json")
-    write_json_atomic(summary_path, summary_json(result))
+    per_endpoint = {"endpoints": [item.model_dump() for item in endpoints]}
+    write_json_atomic(summary_path, summary_json(result) | per_endpoint)
+    if len(endpoints) > 1 or any(item.failures for item in endpoints):
+        print(f"endpoints: {summary_line(endpoints)}", file=sys.stderr)
     again = f" ({result.retried} of them retried after infra failures)" if result.retried else ""
     print(f"\n{result.new} new{again} + {result.skipped} resumed entries in {out}", file=sys.stderr)
     print(f"records: {out}\nsummary: {summary_path}", file=sys.stderr)

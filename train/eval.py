@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field
 from envs.base import Task
 from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
 from envs.flags import add_flag, apply_no_progress
+from rollouts.endpoints import EndpointStats, summary_line
 from train.compare import Comparison, format_comparison
 
 # The metrics shown in tables, in this order (all from judges.compute_metrics except success/reward).
@@ -72,6 +73,7 @@ class EvalReport(BaseModel):
     by_kind: dict[str, float] = Field(default_factory=dict)  # success rate per task kind
     wall_s: float = 0.0
     trajectories: Path | None = None
+    endpoints: list[EndpointStats] = Field(default_factory=list)  # per policy replica (--base-url URL,URL,...)
 
     def value(self, key: str) -> float | None:
         if key == "success_rate":
@@ -317,7 +319,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--split", default="test", help="task split")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", type=Path, help="LoRA checkpoint or model folder, served here by vLLM")
-    which.add_argument("--base-url", help="OpenAI-compatible endpoint (with --model)")
+    add_flag(which, "--base-url", help="OpenAI-compatible endpoint, URL,URL,... for replicas (with --model)")
     which.add_argument(
         "--compare",
         nargs=2,
@@ -332,7 +334,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="which subset of tasks")
     parser.add_argument("--judge", default="rules", help="rules | ruler | ruler+rules (rewards and metrics)")
     parser.add_argument("--judge-model", default=None, help="model of LLM judges")
-    parser.add_argument("--judge-base-url", default=None, help="endpoint of LLM judges")
+    add_flag(parser, "--judge-base-url", default=None, help="endpoint of LLM judges")
     add_flag(parser, "--judge-api-key-env", default="JUDGE_API_KEY", help="the judge key's variable")
     parser.add_argument("--max-turns", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=256, help="per policy turn")
@@ -433,8 +435,11 @@ async def main(argv: list[str] | None = None) -> int:
                         retry_infra=not args.keep_infra,
                         retries=args.retries,
                     )
+                    report.endpoints = policy.endpoint_stats() if hasattr(policy, "endpoint_stats") else []
                 finally:
                     await policy.aclose()
+                if len(report.endpoints) > 1 or any(item.failures for item in report.endpoints):
+                    print(f"{spec.label} endpoints: {summary_line(report.endpoints)}", file=sys.stderr)
                 again = f" ({report.retried} of them retried after infra failures)" if report.retried else ""
                 print(
                     f"{spec.label}: {report.new} new{again} + {report.n_tasks - report.new} resumed trajectories "

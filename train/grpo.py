@@ -820,7 +820,7 @@ def build_parser() -> ArgumentParser:
     j = p.add_argument_group("judge")
     j.add_argument("--judge", default=defaults.judge, help="rules | ruler | ruler+rules | ruler:0.7+rules:0.3")
     j.add_argument("--judge-model", default=None, help="model of LLM judges")
-    j.add_argument("--judge-base-url", default=None, help="endpoint of LLM judges")
+    add_flag(j, "--judge-base-url", default=None, help="endpoint of LLM judges")
     add_flag(j, "--judge-api-key-env", default=defaults.judge_api_key_env, help="the judge key's variable")
     j.add_argument(
         "--rubric", type=Path, default=None, help="weights and penalties of the rules judge (YAML or JSON file)"
