@@ -1,7 +1,14 @@
-"""Benchmark rollouts over 1, 2, 4, 8 policy replicas: where the rollout client itself saturates.
+"""Benchmark rollouts over 1, 2, 4, 8 policy replicas and env servers: where the client saturates.
 
     python scripts/bench_scale.py [--replicas 1,2,4,8] [--delay-s 0.05] [--slots 8] \\
         [--concurrency 128] [--rollouts 256] [--out runs/bench/scale.json]
+    python scripts/bench_scale.py --env-servers 1,2,4,8 [--replicas 4] ...   # HTTP env servers
+
+`--env-servers`: the energy env's FastMCP server runs out of process over streamable HTTP
+(`python -m envs.energy.server --transport http`), N of them on their own ports, a session per
+rollout (`per_session`, the isolation of a stateful env); the rollouts are split evenly over N
+envs, one per server, run at once from this one client process, against the policy replicas of
+the first `--replicas` value.
 
 Setup: N scripted OpenAI-compatible TEST servers (tests/fixtures/policy_server.py), each in its own
 process on its own port, each standing in for one GPU replica: a reply takes `--delay-s` and at most
@@ -61,6 +68,102 @@ def start_servers(n: int, delay_s: float, slots: int) -> tuple[list[subprocess.P
                     raise SystemExit(f"scripted server at {url} did not start") from None
                 time.sleep(0.05)
     return procs, urls
+
+
+def start_env_servers(n: int) -> tuple[list[subprocess.Popen[str]], list[str]]:
+    import socket
+
+    procs, urls = [], []
+    for _ in range(n):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        args = [sys.executable, "-m", "envs.energy.server", "--transport", "http", "--port", str(port)]
+        procs.append(subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True))
+        urls.append(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 60
+    for url in urls:
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                stop(procs)
+                raise SystemExit(f"energy HTTP server at {url} did not start")
+            time.sleep(0.05)
+    return procs, [f"{url}/mcp" for url in urls]
+
+
+async def env_level(n: int, args: argparse.Namespace, replicas: int) -> dict[str, Any]:
+    from envs import MCPEnv
+    from envs.energy import SYSTEM_PROMPT, TASKS_FILE
+    from envs.verify import verify_answer
+
+    policy_procs, policy_urls = start_servers(replicas, args.delay_s, args.slots)
+    env_procs, env_urls = start_env_servers(n)
+    try:
+        envs = [
+            MCPEnv(
+                {"energy": url},
+                name="energy",
+                tasks=TASKS_FILE,
+                system_prompt=SYSTEM_PROMPT,
+                verifier=verify_answer,
+                isolation="per_session",
+            )
+            for url in env_urls
+        ]
+        for env in envs:
+            await env.__aenter__()
+        try:
+            tasks = [t for t in envs[0].tasks("train") if t.expected_calls]
+            per_env = -(-args.rollouts // n)
+            samples = max(1, -(-per_env // len(tasks)))
+            chosen = tasks[: -(-per_env // samples)]
+            policy = ChatPolicy(PolicyConfig(base_url=",".join(policy_urls), model="scripted", request_timeout_s=60))
+            async with policy:
+                await run_rollouts(envs[0], policy, tasks[:4], concurrency=4, progress=False)  # warm up
+                cpu, wall = time.process_time(), time.perf_counter()
+                results = await asyncio.gather(
+                    *(
+                        run_rollouts(
+                            env,
+                            policy,
+                            chosen,
+                            samples=samples,
+                            concurrency=max(1, args.concurrency // n),
+                            progress=False,
+                            timeout_s=300,
+                            retry=RetryConfig(retries=2, initial_s=0.05),
+                        )
+                        for env in envs
+                    )
+                )
+                wall = time.perf_counter() - wall
+                cpu = time.process_time() - cpu
+        finally:
+            for env in envs:
+                await env.__aexit__(None, None, None)
+    finally:
+        stop(policy_procs + env_procs)
+    trajs = [t for result in results for t in result.trajectories]
+    errors: dict[str, int] = {}
+    for result in results:
+        for kind, count in result.stats.errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+    return {
+        "env_servers": n,
+        "policy_replicas": replicas,
+        "rollouts": len(trajs),
+        "errors": errors,
+        "wall_s": wall,
+        "rollouts_per_s": len(trajs) / wall,
+        "client_cpu_share": cpu / wall,
+        "client_cpu_ms_per_rollout": cpu / len(trajs) * 1e3,
+        "client_bound_rollouts_per_s": len(trajs) / cpu if cpu > 0 else None,
+    }
 
 
 def stop(procs: list[subprocess.Popen[str]]) -> None:
@@ -124,9 +227,30 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=8, help="replies each replica makes at once")
     parser.add_argument("--concurrency", type=int, default=128, help="rollouts in flight")
     parser.add_argument("--rollouts", type=int, default=256, help="rollouts per row")
+    parser.add_argument("--env-servers", default=None, help="comma-separated HTTP env server counts (see above)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "scale.json"), help="JSON results")
     args = parser.parse_args()
     levels = [int(x) for x in args.replicas.split(",") if x.strip()]
+    if args.env_servers:
+        env_rows = []
+        head = f"{'env srv':>8} {'rollouts':>8} {'roll/s':>8} {'client cpu':>10} {'ms cpu/roll':>11}"
+        print(f"{head} {'client max roll/s':>17}")
+        for n in [int(x) for x in args.env_servers.split(",") if x.strip()]:
+            row = asyncio.run(env_level(n, args, levels[0]))
+            env_rows.append(row)
+            print(
+                f"{row['env_servers']:>8} {row['rollouts']:>8} {row['rollouts_per_s']:>8.1f} "
+                f"{row['client_cpu_share']:>9.0%} {row['client_cpu_ms_per_rollout']:>11.2f} "
+                f"{row['client_bound_rollouts_per_s']:>17.1f}  errors {row['errors'] or '{}'}",
+                flush=True,
+            )
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        config = {key: getattr(args, key) for key in ("delay_s", "slots", "concurrency", "rollouts")}
+        config["policy_replicas"] = levels[0]
+        out.write_text(json.dumps({"config": config, "env_rows": env_rows, "cpus": os.cpu_count()}, indent=2) + "\n")
+        print(f"wrote {out}")
+        return
     rows = [asyncio.run(one_level(n, args)) for n in levels]
     print(
         f"{'replicas':>8} {'rollouts':>8} {'roll/s':>8} {'ideal':>8} {'req/s':>8} {'client cpu':>10} "
