@@ -142,6 +142,20 @@ def add_flag(
     return action
 
 
+def add_policy_endpoint(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--base-url` (one URL or replicas), `--model` and `--api-key-env` with the defaults of the
+    CLIs that call a policy server they do not start (rollouts.generate, rollouts.questions,
+    train.bfcl)."""
+    add_flag(
+        parser,
+        "--base-url",
+        default="http://localhost:8000/v1",
+        help="OpenAI-compatible server (URL,URL,...: replicas)",
+    )
+    add_flag(parser, "--model", default="Qwen3-8B", help="model name on that server")
+    add_flag(parser, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the server's API key")
+
+
 def add_out_with_old_positional(parser: argparse.ArgumentParser, *, help: str) -> None:
     """`--out FILE`, for CLIs that took OUT as a second positional argument (still read, with a
     warning, for one release); `out_from(args)` gives the one to use."""

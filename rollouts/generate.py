@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
-from envs.flags import add_flag, apply_no_progress
+from envs.flags import add_flag, add_policy_endpoint, apply_no_progress
 from rollouts.jsonl import JsonlFormatError
 
 from .endpoints import summary_line
@@ -63,11 +63,7 @@ def build_parser() -> ArgumentParser:
     src.add_argument("--samples", type=int, default=1, help="rollouts per task (a GRPO group)")
 
     pol = parser.add_argument_group("policy")
-    add_flag(
-        pol, "--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server (URL,URL,...: replicas)"
-    )
-    add_flag(pol, "--model", default="Qwen3-8B", help="model name on that server")
-    add_flag(pol, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the server's API key")
+    add_policy_endpoint(pol)
     pol.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     pol.add_argument("--top-p", type=float, default=None, help="nucleus sampling")
     pol.add_argument("--max-tokens", type=int, default=2048, help="max tokens per policy turn")

@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 
 from envs.base import Task
 from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
-from envs.flags import add_flag, apply_no_progress, progress_off
+from envs.flags import add_flag, add_policy_endpoint, apply_no_progress, progress_off
 from rollouts.jsonl import JsonlAppender, JsonlFormatError, iter_jsonl
 from rollouts.lock import output_lock
 from rollouts.resume import resume_records
@@ -536,14 +536,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--env", default="energy", help="env spec for envs.load (name, mcp.json, module:factory)")
     parser.add_argument("-n", type=int, default=200, help="how many unique questions to have in --out")
     add_flag(parser, "--out", default="data/questions.jsonl", help="JSONL to append to (resumes from it)")
-    add_flag(
-        parser,
-        "--base-url",
-        default="http://localhost:8000/v1",
-        help="OpenAI-compatible server (URL,URL,...: replicas)",
-    )
-    add_flag(parser, "--model", default="Qwen3-8B", help="model name on that server")
-    add_flag(parser, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the server's API key")
+    add_policy_endpoint(parser)
     parser.add_argument(
         "--structured",
         choices=["auto", "on", "off"],

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,6 @@ from tests.fixtures.policy_server import ScriptedServer, energy_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = RetryConfig(retries=1, initial_s=0.01, max_s=0.02, jitter_s=0.01)
-
-
-@pytest.fixture(scope="module")
-async def energy_env() -> AsyncIterator[Any]:
-    from rollouts.envs_io import open_env
-
-    async with open_env("energy") as env:
-        yield env
 
 
 @pytest.fixture

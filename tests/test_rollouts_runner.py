@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,6 @@ from rollouts.runner import load_done
 from tests.fixtures.policy_server import ScriptedServer
 
 FAST_RETRY = RetryConfig(retries=2, initial_s=0.01, max_s=0.02, jitter_s=0.01)
-
-
-@pytest.fixture(scope="session")
-async def energy_env() -> AsyncIterator[Any]:
-    from rollouts.envs_io import open_env
-
-    async with open_env("energy") as env:
-        yield env
 
 
 def pick(env: Any, n_per_kind: int = 2) -> list[Task]:

@@ -55,7 +55,7 @@ from pydantic import BaseModel, Field, ValidationError
 from tqdm import tqdm
 
 from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
-from envs.flags import add_flag, apply_no_progress
+from envs.flags import add_flag, add_policy_endpoint, apply_no_progress
 from judges.bfcl import (
     MULTI_TURN,
     BfclEntry,
@@ -472,14 +472,7 @@ def build_parser(prog: str = "python -m train.bfcl") -> ArgumentParser:
         default="single_turn",
         help="comma-separated BFCL categories or groups (simple, non_live, live, single_turn, python, ...)",
     )
-    add_flag(
-        parser,
-        "--base-url",
-        default="http://localhost:8000/v1",
-        help="OpenAI-compatible server (URL,URL,...: replicas)",
-    )
-    add_flag(parser, "--model", default="Qwen3-8B", help="model name on that server")
-    add_flag(parser, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the server's API key")
+    add_policy_endpoint(parser)
     add_flag(parser, "--limit", type=int, default=None, help="only the first N entries of each category")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--temperature", type=float, default=BFCL_TEMPERATURE, help="sampling temperature")
