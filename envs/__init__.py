@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import (
+from contracts import (
     EnvConfigError,
     EnvInfraError,
     Environment,
+    Episode,
     ExpectedCall,
     IsolationMode,
     Observation,
@@ -28,18 +29,19 @@ from .base import (
     TaskKind,
     ToolCall,
     ToolOutcome,
+    UserTurn,
     Verdict,
 )
 
 if TYPE_CHECKING:
     from .config import HttpServer, McpConfig, StdioServer, load_mcp_config
-    from .mcp_env import Episode, MCPEnv
+    from .mcp_env import MCPEnv, MCPEpisode
     from .registry import available, load
     from .tasks import read_tasks_file
 
 _LAZY = {
     "MCPEnv": ".mcp_env",
-    "Episode": ".mcp_env",
+    "MCPEpisode": ".mcp_env",
     "load": ".registry",
     "available": ".registry",
     "StdioServer": ".config",
@@ -70,6 +72,7 @@ __all__ = [
     "HttpServer",
     "IsolationMode",
     "MCPEnv",
+    "MCPEpisode",
     "McpConfig",
     "Observation",
     "StdioServer",
@@ -78,6 +81,7 @@ __all__ = [
     "TaskKind",
     "ToolCall",
     "ToolOutcome",
+    "UserTurn",
     "Verdict",
     "available",
     "load",

@@ -12,9 +12,9 @@ import json
 import sys
 from typing import Any
 
-from .base import EnvInfraError
-from .cli import ArgumentParser, run_cli
-from .flags import add_flag
+from common.cli import ArgumentParser, run_cli
+from common.flags import add_flag
+from contracts import EnvInfraError
 
 
 def _parser() -> ArgumentParser:

@@ -32,7 +32,8 @@ from urllib.parse import urlsplit
 from fastmcp.mcp_config import infer_transport_type_from_url
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from .base import EnvConfigError, IsolationMode, StdioStart
+from contracts import EnvConfigError, IsolationMode, StdioStart
+
 from .config_entries import (
     RemoteEntry,
     RemoteType,

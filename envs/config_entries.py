@@ -19,7 +19,7 @@ from dotenv import dotenv_values
 from fastmcp.mcp_config import RemoteMCPServer, StdioMCPServer, infer_transport_type_from_url
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from .base import EnvConfigError
+from contracts import EnvConfigError
 
 RemoteType = Literal["http", "streamable-http", "streamableHttp", "sse"]
 _TRANSFORMS = ("tools", "include_tags", "exclude_tags")

@@ -39,7 +39,8 @@ from mcp import ClientSession
 from mcp.client.stdio import get_default_environment
 from mcp.shared.message import SessionMessage
 
-from .base import EnvConfigError, EnvInfraError, StdioStart
+from contracts import EnvConfigError, EnvInfraError, StdioStart
+
 from .config import StdioServer
 
 log = logging.getLogger(__name__)

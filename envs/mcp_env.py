@@ -2,7 +2,7 @@
 
 The env is long-lived: it owns the server connections (pooled, never one
 session per call), the tool list, the tasks and the verifier. Rollouts each
-take an `Episode` (`env.episode()`), which holds the connections its isolation
+take an `MCPEpisode` (`env.episode()`), which holds the connections its isolation
 mode gives it:
 
 - `shared`: every episode uses one pooled session per server (read-only servers).
@@ -48,7 +48,7 @@ import mcp_types
 from fastmcp import FastMCP
 from mcp import MCPError
 
-from .base import (
+from contracts import (
     EnvConfigError,
     EnvInfraError,
     IsolationMode,
@@ -58,8 +58,10 @@ from .base import (
     Task,
     ToolCall,
     ToolOutcome,
+    UserTurn,
     Verdict,
 )
+
 from .config import HttpServer, McpConfig, StdioServer, is_disabled, load_mcp_config, parse_mcp_config, parse_server
 from .pool import CallTimeout, Connection, Provider, ServerHandle, SharedConnection, make_provider
 from .schemas import ToolEntry, cap_text, result_text
@@ -211,7 +213,7 @@ class MCPEnv:
         self._closed = False
         self._start_lock = anyio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
-        self._default: Episode | None = None
+        self._default: MCPEpisode | None = None
 
     def __repr__(self) -> str:
         servers = ", ".join(f"{n}:{h.kind}" for n, h in self.handles.items())
@@ -330,10 +332,10 @@ class MCPEnv:
         messages.append({"role": "user", "content": task.question})
         return messages
 
-    def episode(self, group: str | None = None) -> Episode:
+    def episode(self, group: str | None = None) -> MCPEpisode:
         """A new episode (async context manager). Its connections come from the
         env's isolation mode; every isolated episode starts from the initial state."""
-        return Episode(self, group)
+        return MCPEpisode(self, group)
 
     async def reset(self, task: Task | str) -> Observation:
         """Gym-style convenience: start a new default episode."""
@@ -348,10 +350,10 @@ class MCPEnv:
         return await self._default.step(tool_calls)
 
 
-class Episode:
-    """One rollout's view of the env: `reset(task)`, `step(calls)`, `aclose()`.
+class MCPEpisode:
+    """One rollout's view of the env: `reset(task)`, `step(calls)`, `next_user(answer)`, `aclose()`.
 
-    Implements `envs.base.Environment`. Parallel calls in one step run at once;
+    Implements `contracts.Episode`. Parallel calls in one step run at once;
     the tool messages come back in call order."""
 
     def __init__(self, env: MCPEnv, group: str | None) -> None:
@@ -361,7 +363,7 @@ class Episode:
         self._conns: dict[str, Connection] = {}
         self._closed = False
 
-    async def __aenter__(self) -> Episode:
+    async def __aenter__(self) -> MCPEpisode:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -399,6 +401,10 @@ class Episode:
         return StepResult.model_construct(
             messages=[m for m, _ in results], outcomes=[o for _, o in results], done=False, info=info
         )
+
+    async def next_user(self, answer: str) -> UserTurn | None:
+        """A single question: the conversation is over after the first answer."""
+        return None
 
     async def _run(self, call: ToolCall) -> tuple[dict[str, Any], ToolOutcome]:
         env = self.env
@@ -498,4 +504,4 @@ def _plain_verify(task: Task, answer: str, calls: list[ToolCall]) -> Verdict:
     return Verdict(success=ok, score=1.0 if ok else 0.0, reason="answer matches" if ok else "answer differs")
 
 
-__all__ = ["EnvInfraError", "Episode", "MCPEnv", "resolve_servers"]
+__all__ = ["EnvInfraError", "MCPEnv", "MCPEpisode", "resolve_servers"]

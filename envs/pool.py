@@ -42,7 +42,8 @@ from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import ValidationError
 
-from .base import EnvConfigError, EnvInfraError, IsolationMode, StdioStart
+from contracts import EnvConfigError, EnvInfraError, IsolationMode, StdioStart
+
 from .config import HttpServer, StdioServer, redact
 from .forkserver import ForkServer, ForkTransport, use_fork
 

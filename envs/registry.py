@@ -21,7 +21,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from .base import EnvConfigError
+from contracts import EnvConfigError
 
 ENTRY_POINT_GROUP = "mcpgym.envs"
 # Built-ins work even where the distribution's entry points are not installed.

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .base import EnvConfigError, Task
+from contracts import EnvConfigError, Task
 
 TasksArg = Mapping[str, Sequence[Task | dict[str, Any]]] | Callable[[str], Sequence[Task | dict[str, Any]]] | str | Path
 DEFAULT_SPLITS = ("train", "val", "test")

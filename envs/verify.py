@@ -17,7 +17,7 @@ import math
 import re
 from typing import Any
 
-from .base import Task, ToolCall, Verdict
+from contracts import Task, ToolCall, Verdict
 
 _NUMBER = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 MAX_EXTRA_NUMBERS = 12

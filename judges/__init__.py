@@ -1,4 +1,4 @@
-"""Judges: rewards and metrics for trajectories (rollouts.record.Trajectory).
+"""Judges: rewards and metrics for trajectories (contracts.Trajectory).
 
 - `compute_metrics(trajs)` — function-calling metrics (judges.metrics);
 - `rule_reward(traj, config)` — the weighted rule rubric, no LLM (judges.rules);

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
-from rollouts.record import Trajectory, TrajectoryError
+from contracts import Trajectory, TrajectoryError
 
 
 class JudgeFailure(Exception):

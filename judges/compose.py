@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rollouts.record import Trajectory
+from contracts import Trajectory
 
 from .base import Judge, JudgeFailure, mark_infra
 from .cache import VerdictCache

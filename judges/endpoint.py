@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from envs.flags import parse_base_urls
+from common.flags import parse_base_urls
 from rollouts.endpoints import EndpointPool, EndpointStats
-from rollouts.policy import describe_error, is_transient
+from rollouts.errors import describe_error, is_transient
 from rollouts.retry import RetryConfig
 
 from .base import Judge, JudgeFailure

@@ -20,7 +20,7 @@ import anyio
 import openai
 from pydantic import BaseModel, Field, ValidationError
 
-from rollouts.record import Trajectory
+from contracts import Trajectory
 
 from .base import JudgeFailure, mark_infra
 from .cache import content_key
@@ -62,9 +62,9 @@ def judge_messages(traj: Trajectory, rubric: str, *, reference: bool = True) -> 
         "You grade one AI agent trajectory against a rubric. Reply only with a JSON object "
         '{"score": <number between 0 and 1>, "reason": "<one or two sentences>"}.\n\nRubric:\n' + rubric
     )
-    parts = [f"<task>\n{traj.task.get('question', '')}\n</task>"]
-    if reference and traj.task.get("answer") is not None:
-        parts.append(f"<reference_answer>\n{json.dumps(traj.task['answer'], ensure_ascii=False)}\n</reference_answer>")
+    parts = [f"<task>\n{traj.task.question}\n</task>"]
+    if reference and traj.task.answer is not None:
+        parts.append(f"<reference_answer>\n{json.dumps(traj.task.answer, ensure_ascii=False)}\n</reference_answer>")
     if traj.tools:
         parts.append(f"<available_tools>\n{json.dumps(traj.tools, ensure_ascii=False)}\n</available_tools>")
     parts.append(f"<trajectory>\n{json.dumps(traj.messages, ensure_ascii=False)}\n</trajectory>")

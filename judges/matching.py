@@ -17,8 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.base import ExpectedCall
-from rollouts.record import Trajectory
+from contracts import ExpectedCall, Trajectory
 
 NUMERIC_RTOL = 1e-6
 EXHAUSTIVE_LIMIT = 8  # up to this many same-name calls are assigned exactly; beyond, greedily
@@ -148,16 +147,16 @@ def call_matches(call: ExpectedCall, name: str, arguments: dict[str, Any] | None
 
 
 def expected_calls(traj: Trajectory) -> list[ExpectedCall]:
-    return [ExpectedCall.model_validate(call) for call in traj.task.get("expected_calls") or []]
+    return list(traj.task.expected_calls)
 
 
 def actual_calls(traj: Trajectory) -> list[ActualCall]:
     """Every call the model made, in order, with its outcome when the rollout recorded one.
 
-    Outcomes come from `metrics["tool_outcomes"]` (written by rollouts.rollout);
+    Outcomes come from `traj.tool_outcomes` (written by rollouts.rollout);
     for records without them, a tool reply starting with "Error" (how envs.MCPEnv
     phrases failures) counts as a failed call."""
-    outcomes = {o.get("call_id"): o for o in traj.metrics.get("tool_outcomes") or [] if isinstance(o, dict)}
+    outcomes = {o.call_id: o for o in traj.tool_outcomes}
     replies = {m.get("tool_call_id"): m for m in traj.messages if m.get("role") == "tool"}
     calls: list[ActualCall] = []
     turn = -1
@@ -176,8 +175,8 @@ def actual_calls(traj: Trajectory) -> list[ActualCall]:
                 arguments=_parse_arguments(function.get("arguments")),
             )
             if call_id in outcomes:
-                call.ok = bool(outcomes[call_id].get("ok"))
-                call.error = outcomes[call_id].get("error")
+                call.ok = outcomes[call_id].ok
+                call.error = outcomes[call_id].error
             elif call_id in replies:
                 content = replies[call_id].get("content")
                 call.ok = not (isinstance(content, str) and content.lstrip().startswith("Error"))

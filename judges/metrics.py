@@ -29,9 +29,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from envs.cli import ArgumentParser, UsageError, run_cli
-from envs.flags import add_flag
-from rollouts.record import Trajectory
+from common.cli import ArgumentParser, UsageError, run_cli
+from common.flags import add_flag
+from contracts import Trajectory
 
 from .matching import ActualCall, Alignment, ParamCounts, actual_calls, align, expected_calls
 

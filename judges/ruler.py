@@ -24,7 +24,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm 
 
 from typing import Any
 
-from rollouts.record import Trajectory
+from contracts import Trajectory
 
 from .base import group_key
 from .cache import content_key

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rollouts.record import Trajectory
+from contracts import Trajectory
 
 from .base import Judge
 from .metrics import CallAnalysis, analyze
@@ -82,7 +82,6 @@ class RubricConfig(BaseModel):
 
 
 def components(analysis: CallAnalysis, traj: Trajectory) -> dict[str, float]:
-    verdict = traj.verdict or {}
     attempted = analysis.attempted
     if not attempted:
         well_formed = 1.0
@@ -91,7 +90,7 @@ def components(analysis: CallAnalysis, traj: Trajectory) -> dict[str, float]:
     else:  # no schemas in the record: at least a JSON object
         well_formed = analysis.parsed / attempted
     return {
-        "task_completion": float(verdict.get("score") or 0.0),
+        "task_completion": traj.verdict.score if traj.verdict else 0.0,
         "tool_accuracy": analysis.tool_f1,
         "param_accuracy": analysis.alignment.params.f1,
         "efficiency": analysis.step_efficiency,
@@ -101,11 +100,7 @@ def components(analysis: CallAnalysis, traj: Trajectory) -> dict[str, float]:
 
 
 def penalty_counts(analysis: CallAnalysis, traj: Trajectory) -> dict[str, int]:
-    ran_out = (
-        traj.error is not None
-        and traj.error.kind == "model"
-        and traj.error.message.startswith(("max_turns", "token_budget"))
-    )
+    ran_out = traj.stop_reason in ("max_turns", "token_budget")
     return {
         "wrong_tool": analysis.wrong_tool_calls,
         "redundant_call": analysis.redundant_calls,

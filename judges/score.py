@@ -14,7 +14,7 @@ them); OUT is compacted to one record per id first. With the verdict cache (on
 by default) re-judging costs nothing. One run per OUT: a second one exits 2
 naming the first one's pid.
 
-Exit code (envs.cli.infra_exit_code): 1 when the judge failed on every
+Exit code (common.cli.infra_exit_code): 1 when the judge failed on every
 trajectory it was asked about (one line naming the judge endpoint and the
 error), 0 otherwise (a warning line with the counts when it failed on some),
 2 for bad input. A 400/401/403/404 from the judge is not retried, and its line
@@ -33,11 +33,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
-from envs.flags import add_flag, add_out_with_old_positional, apply_no_progress, out_from, progress_off
+from common.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from common.flags import add_flag, add_out_with_old_positional, apply_no_progress, out_from, progress_off
+from contracts import Trajectory
 from rollouts.jsonl import JsonlAppender, JsonlFormatError
 from rollouts.lock import output_lock
-from rollouts.record import Trajectory
 from rollouts.resume import Record, is_infra_record, resume_records
 
 from .base import Judge, group_trajectories

@@ -6,11 +6,12 @@
 CLIs: `python -m rollouts.generate`, `python -m rollouts.questions`, `python -m rollouts.export`.
 """
 
-from rollouts.record import Trajectory, TrajectoryError, TurnStats, trajectory_id
+from contracts import PolicyTurn, TokenLogprobs, Trajectory, TrajectoryError, TurnStats, trajectory_id
 
 from .endpoints import EndpointPool, EndpointStats, parse_base_urls
+from .errors import is_transient
 from .parse import ParsedReply, history_for_request, parse_reply, split_think
-from .policy import ChatPolicy, PolicyConfig, PolicyTurn, TokenLogprobs, is_transient
+from .policy import ChatPolicy, PolicyConfig
 from .rollout import Policy, RetryConfig, rollout
 from .runner import RunResult, run_rollouts
 from .stats import RunStats, compute_stats

@@ -1,6 +1,6 @@
 """Several replicas of one model behind one `--base-url`: least-loaded routing, fail-over, cool-down.
 
-`--base-url` takes one URL or several, comma-separated (`envs.flags.parse_base_urls`: the one
+`--base-url` takes one URL or several, comma-separated (`common.flags.parse_base_urls`: the one
 parser, which `add_flag` gives `--base-url` and `--judge-base-url` in every CLI). An
 `EndpointPool` sends each request to the replica with the fewest requests in flight (ties: the
 one used least). A replica whose request fails with a transient error (the one rule of
@@ -22,7 +22,9 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from envs.flags import base_url_arg, parse_base_urls, single_base_url_arg
+from common.flags import base_url_arg, parse_base_urls, single_base_url_arg
+
+from .errors import is_transient
 
 __all__ = ["EndpointPool", "EndpointStats", "Replica", "base_url_arg", "parse_base_urls", "single_base_url_arg"]
 
@@ -70,8 +72,6 @@ class EndpointPool(Generic[C]):
         self.replicas = [Replica(url, make_client(url)) for url in urls]
         self.cooldown_s = cooldown_s
         if transient is None:
-            from .policy import is_transient  # here: rollouts.policy builds its pool from this module
-
             transient = is_transient
         self.transient = transient
         self.clock = clock

@@ -57,10 +57,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from envs.cli import ArgumentParser, UsageError, run_cli
-from envs.flags import add_out_with_old_positional, out_from
+from common.cli import ArgumentParser, UsageError, run_cli
+from common.flags import add_out_with_old_positional, out_from
+from contracts import Trajectory
 from rollouts.jsonl import JsonlFormatError, iter_jsonl, read_jsonl, write_jsonl
-from rollouts.record import Trajectory
 
 from .parse import THINK_CLOSE, THINK_OPEN, inline_think, new_call_id, split_think
 
@@ -449,8 +449,8 @@ def to_art_trajectory(traj: Trajectory) -> Any:
     from openai.types.chat.chat_completion_message import ChatCompletionMessage
     from openai.types.chat.chat_completion_token_logprob import ChatCompletionTokenLogprob
 
-    by_index = {entry["message_index"]: entry for entry in (traj.logprobs or []) if entry}
-    finish = traj.metrics.get("finish_reasons") or []
+    by_index = {entry.message_index: entry for entry in (traj.logprobs or []) if entry}
+    finish = [turn.finish_reason for turn in traj.turns]
     items: list[Any] = []
     assistant_turn = 0
     for index, message in enumerate(traj.messages):
@@ -471,7 +471,7 @@ def to_art_trajectory(traj: Trajectory) -> Any:
                     bytes=list(text.encode()),
                     top_logprobs=[],
                 )
-                for token_id, logprob, text in zip(entry["token_ids"], entry["logprobs"], entry["tokens"], strict=True)
+                for token_id, logprob, text in zip(entry.token_ids, entry.logprobs, entry.tokens, strict=True)
             ]
             reason = finish[assistant_turn] if assistant_turn < len(finish) else None
             items.append(

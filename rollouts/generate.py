@@ -25,7 +25,7 @@ naming the first one's pid. `--no-resume` starts fresh and moves the old file
 aside to `OUT.<time>.bak`. A stats JSON (`--report`, default `OUT` with
 `.stats.json`) is written at the end. Weave tracing only with `--weave`.
 
-Exit code (envs.cli.infra_exit_code): 1 when every rollout of this run failed
+Exit code (common.cli.infra_exit_code): 1 when every rollout of this run failed
 on infrastructure (one line naming the server and the error); 0 otherwise,
 with a warning line and the counts when some did; 2 for bad input.
 """
@@ -36,8 +36,8 @@ import json
 import sys
 from pathlib import Path
 
-from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
-from envs.flags import add_flag, add_policy_endpoint, apply_no_progress
+from common.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from common.flags import add_flag, add_policy_endpoint, apply_no_progress
 from rollouts.jsonl import JsonlFormatError
 
 from .endpoints import summary_line

@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from envs.cli import UsageError
+from common.cli import UsageError
 
 
 class OutputLocked(UsageError):

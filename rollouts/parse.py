@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from envs.base import ToolCall
+from contracts import ToolCall
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"

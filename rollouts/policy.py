@@ -25,7 +25,7 @@ from typing import Any, Literal
 import openai
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from envs.base import ToolCall
+from contracts import PolicyTurn, TokenLogprobs
 
 from .endpoints import EndpointPool, EndpointStats, parse_base_urls
 from .parse import ThinkHistory, history_for_request, parse_reply
@@ -61,30 +61,6 @@ class PolicyConfig(BaseModel):
     @property
     def base_urls(self) -> list[str]:
         return self.base_url.split(",")
-
-
-class TokenLogprobs(BaseModel):
-    """The sampled tokens of one assistant turn, for RL."""
-
-    token_ids: list[int | None]  # None where the server gave no id (no `return_tokens_as_token_ids`)
-    logprobs: list[float]
-    tokens: list[str]  # the token text (from `bytes` when given)
-
-
-class PolicyTurn(BaseModel):
-    """One reply of the policy, parsed."""
-
-    message: dict[str, Any]  # the assistant message as stored (OpenAI dict)
-    content: str
-    reasoning: str | None = None
-    tool_calls: list[ToolCall] = Field(default_factory=list)
-    parse_errors: list[str] = Field(default_factory=list)
-    text_tool_calls: bool = False
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    latency_s: float = 0.0
-    logprobs: TokenLogprobs | None = None
 
 
 class PolicyError(RuntimeError):
@@ -241,39 +217,3 @@ def _token_id(token: str) -> int | None:
         except ValueError:
             return None
     return None
-
-
-TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying: connection trouble, timeouts, 429 and 5xx (the one rule of
-    rollouts.retry). A 400/401/403/404 is not: the same request fails the same way again."""
-    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
-        return True
-    # APIStatusError, and litellm's errors (its APIError and ServiceUnavailableError carry a
-    # `status_code` without being APIStatusError).
-    status = getattr(exc, "status_code", None)
-    if isinstance(exc, openai.APIError) and isinstance(status, int):
-        return status in TRANSIENT_STATUS or status >= 500
-    return isinstance(exc, TimeoutError | ConnectionError)
-
-
-def is_context_overflow(exc: BaseException) -> bool:
-    """A 400 because the conversation outgrew the model's context: the model's doing, not infra."""
-    if not isinstance(exc, openai.BadRequestError):
-        return False
-    text = str(exc).lower()
-    return "context length" in text or "maximum context" in text or "too many tokens" in text
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line naming the error, never its request (headers hold the key)."""
-    if isinstance(exc, openai.APIStatusError):
-        return f"{type(exc).__name__}: HTTP {exc.status_code}: {_first_line(exc.message)}"
-    return f"{type(exc).__name__}: {_first_line(str(exc))}" if str(exc) else type(exc).__name__
-
-
-def _first_line(text: str, limit: int = 300) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line[:limit]

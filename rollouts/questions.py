@@ -27,7 +27,7 @@ Each line: `{"id", "question", "difficulty": "easy"|"medium"|"hard", "tools": [.
 the input of `python -m rollouts.generate --questions FILE` (tasks of kind "open").
 One run per `--out` (rollouts.lock: a second one exits 2 naming the first one's pid).
 
-Exit code (the README's rule, envs.cli.infra_exit_code, plus one outcome of its own):
+Exit code (the README's rule, common.cli.infra_exit_code, plus one outcome of its own):
 - 1: every request failed on infrastructure (one `error:` line naming the server and the error);
 - 3: the server answered but no usable question came back (one `error:` line with the counts
   of what was dropped and why);
@@ -53,14 +53,15 @@ import anyio
 from pydantic import BaseModel, Field, ValidationError
 from tqdm.auto import tqdm
 
-from envs.base import Task
-from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
-from envs.flags import add_flag, add_policy_endpoint, apply_no_progress, progress_off
+from common.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from common.flags import add_flag, add_policy_endpoint, apply_no_progress, progress_off
+from contracts import Task
 from rollouts.jsonl import JsonlAppender, JsonlFormatError, iter_jsonl
 from rollouts.lock import output_lock
 from rollouts.resume import resume_records
 
-from .policy import ChatPolicy, PolicyConfig, describe_error, is_transient
+from .errors import describe_error, is_transient
+from .policy import ChatPolicy, PolicyConfig
 from .rollout import RetryConfig
 
 Difficulty = Literal["easy", "medium", "hard"]

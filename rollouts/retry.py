@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from .policy import is_transient
+from .errors import is_transient
 
 
 class RetryConfig(BaseModel):

@@ -3,9 +3,9 @@
 The loop stops at a final answer (a turn without tool calls), when the env
 says the episode is done, after `max_turns` policy turns, or when the
 conversation outgrows `max_total_tokens`. What is recorded is the trajectory
-record of DESIGN.md: OpenAI-format messages, the tools, per-turn latency and
-tokens, every tool outcome, the env's verdict and the reward (the verdict's
-score; judges may rescore later).
+record of `contracts.record`: OpenAI-format messages, the tools, per-turn latency,
+tokens and finish reason, every tool outcome, the stop reason, the env's verdict
+and the reward (the verdict's score; judges may rescore later).
 
 Failures are sorted by whose fault they are, because training must mask
 infrastructure and learn from the model: the env breaking (`EnvInfraError`),
@@ -19,24 +19,30 @@ from __future__ import annotations
 import inspect
 import time
 from collections import Counter
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import anyio
 
-from envs.base import EnvInfraError, Task, ToolCall, ToolOutcome, Verdict
-from rollouts.record import Trajectory, TrajectoryError, TurnStats, trajectory_id
+from contracts import (
+    EnvInfraError,
+    Environment,
+    Episode,
+    Policy,
+    PolicyTurn,
+    StopReason,
+    Task,
+    ToolCall,
+    ToolOutcome,
+    Trajectory,
+    TrajectoryError,
+    TurnLogprobs,
+    TurnStats,
+    Verdict,
+    trajectory_id,
+)
 
-from .policy import PolicyTurn, describe_error, is_context_overflow, is_transient
+from .errors import describe_error, is_context_overflow, is_transient
 from .retry import RetryConfig
-
-
-class Policy(Protocol):
-    """What a rollout needs from a policy (`ChatPolicy` is the real one)."""
-
-    @property
-    def model(self) -> str: ...
-
-    async def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> PolicyTurn: ...
 
 
 class InfraFailure(Exception):
@@ -58,7 +64,7 @@ async def act_with_retries(
 
 
 async def rollout(
-    env: Any,
+    env: Environment,
     policy: Policy,
     task: Task,
     *,
@@ -75,7 +81,7 @@ async def rollout(
         id=trajectory_id(env.name, task.id, sample),
         env=env.name,
         task_id=task.id,
-        task=task.model_dump(mode="json"),
+        task=task,
         model=policy.model,
         sample=sample,
         group=group,
@@ -127,7 +133,7 @@ def _leaf(exc: BaseException) -> BaseException:
 
 
 async def _loop(
-    episode: Any,
+    episode: Episode,
     policy: Policy,
     task: Task,
     rec: _Recorder,
@@ -135,34 +141,62 @@ async def _loop(
     max_total_tokens: int | None,
     retry: RetryConfig,
 ) -> None:
+    """User turn after user turn: each runs until an answer or `max_turns` policy turns, then the
+    episode gives the next user turn (`next_user`) or ends the conversation (None)."""
     obs = await episode.reset(task)
-    rec.traj.tools = obs.tools
+    tools = obs.tools
+    rec.traj.tools = tools
     rec.messages.extend(obs.messages)
+    while True:
+        stop = await _user_turn(episode, policy, tools, rec, max_turns, max_total_tokens, retry)
+        if stop in ("env_done", "token_budget"):
+            rec.stop = stop
+            return
+        following = await episode.next_user(rec.answer or "")
+        if following is None:
+            rec.stop = stop
+            if stop == "max_turns":
+                rec.fail("model", f"max_turns: no final answer after {max_turns} turns")
+            return
+        rec.next_user_turn(following.messages)
+        if following.tools is not None:
+            tools = rec.traj.tools = following.tools
+
+
+async def _user_turn(
+    episode: Episode,
+    policy: Policy,
+    tools: list[dict[str, Any]],
+    rec: _Recorder,
+    max_turns: int,
+    max_total_tokens: int | None,
+    retry: RetryConfig,
+) -> StopReason:
+    """Policy turn / env step until an answer, the env's end, the token budget or `max_turns`."""
     for _ in range(max_turns):
-        turn = await act_with_retries(policy, rec.messages, obs.tools, retry, rec.counter)
+        turn = await act_with_retries(policy, rec.messages, tools, retry, rec.counter)
         rec.add_turn(turn)
         if not turn.tool_calls:
             rec.answer = turn.content
-            rec.stop = "answer"
-            return
+            return "answer"
         step_start = time.perf_counter()
         result = await episode.step(turn.tool_calls)
         rec.add_step(turn.tool_calls, result.messages, result.outcomes, time.perf_counter() - step_start)
         if result.done:  # the env ended the episode (e.g. a submit tool): the last text is the answer
             rec.answer = turn.content
-            rec.stop = "env_done"
-            return
+            return "env_done"
         if max_total_tokens is not None and rec.context_tokens >= max_total_tokens:
-            rec.stop = "token_budget"
             rec.fail("model", f"token_budget: {rec.context_tokens} tokens >= {max_total_tokens} without a final answer")
-            return
-    rec.stop = "max_turns"
-    rec.fail("model", f"max_turns: no final answer after {max_turns} turns")
+            return "token_budget"
+    return "max_turns"
 
 
-async def _verify(env: Any, task: Task, rec: _Recorder) -> None:
+async def _verify(env: Environment, task: Task, rec: _Recorder) -> None:
     try:
-        verdict = env.verify(task, rec.answer or "", rec.calls)
+        if len(rec.turn_calls) > 1:  # several user turns: the verifier gets the calls of each
+            verdict = env.verify(task, rec.answer or "", rec.calls, turns=rec.turn_calls)
+        else:
+            verdict = env.verify(task, rec.answer or "", rec.calls)
         if inspect.isawaitable(verdict):
             verdict = await verdict
     except Exception as exc:
@@ -171,7 +205,7 @@ async def _verify(env: Any, task: Task, rec: _Recorder) -> None:
         return
     if not isinstance(verdict, Verdict):
         verdict = Verdict.model_validate(verdict)
-    rec.traj.verdict = verdict.model_dump(mode="json")
+    rec.traj.verdict = verdict
     rec.traj.reward = verdict.score
 
 
@@ -183,13 +217,13 @@ class _Recorder:
         self.want_logprobs = want_logprobs
         self.messages: list[dict[str, Any]] = []
         self.calls: list[ToolCall] = []
+        self.turn_calls: list[list[ToolCall]] = [[]]  # the calls of each user turn
         self.outcomes: list[ToolOutcome] = []
-        self.logprobs: list[dict[str, Any] | None] = []
+        self.logprobs: list[TurnLogprobs | None] = []
         self.counter: Counter[str] = Counter()
-        self.finish_reasons: list[str | None] = []
         self.metrics: dict[str, Any] = {}
         self.answer: str | None = None
-        self.stop = "error"
+        self.stop: StopReason = "error"
         self.context_tokens = 0
         self.env_latency_s = 0.0
 
@@ -201,15 +235,15 @@ class _Recorder:
                 latency_s=turn.latency_s,
                 prompt_tokens=turn.prompt_tokens,
                 completion_tokens=turn.completion_tokens,
+                finish_reason=turn.finish_reason,
             )
         )
-        self.finish_reasons.append(turn.finish_reason)
         self.counter["parse_errors"] += len(turn.parse_errors)
         self.counter["text_tool_call_turns"] += int(turn.text_tool_calls)
         self.context_tokens = turn.prompt_tokens + turn.completion_tokens
         if self.want_logprobs:
             self.logprobs.append(
-                None if turn.logprobs is None else {"message_index": index, **turn.logprobs.model_dump()}
+                None if turn.logprobs is None else TurnLogprobs(message_index=index, **turn.logprobs.model_dump())
             )
 
     def add_step(
@@ -220,9 +254,14 @@ class _Recorder:
         latency_s: float,
     ) -> None:
         self.calls.extend(calls)
+        self.turn_calls[-1].extend(calls)
         self.messages.extend(messages)
         self.outcomes.extend(outcomes)
         self.env_latency_s += latency_s
+
+    def next_user_turn(self, messages: list[dict[str, Any]]) -> None:
+        self.messages.extend(messages)
+        self.turn_calls.append([])
 
     def fail(self, kind: str, message: str) -> None:
         if self.traj.error is None:  # the first failure is the cause; later ones are consequences
@@ -233,13 +272,15 @@ class _Recorder:
         traj.messages = self.messages
         if self.want_logprobs:
             traj.logprobs = self.logprobs
-        traj.answer = self.answer  # type: ignore[attr-defined]  # an extra field of the record
+        traj.answer = self.answer
+        traj.tool_outcomes = self.outcomes
+        traj.stop_reason = self.stop if traj.error is None or traj.error.kind == "model" else "error"
         turns = traj.turns
         self.metrics.update(
             {
                 "turns": len(turns),
                 "tool_calls": len(self.calls),
-                "tool_outcomes": [outcome.model_dump(mode="json") for outcome in self.outcomes],
+                "user_turns": len(self.turn_calls),
                 "tool_errors": sum(1 for outcome in self.outcomes if not outcome.ok),
                 "parse_errors": self.counter["parse_errors"],
                 "text_tool_call_turns": self.counter["text_tool_call_turns"],
@@ -249,8 +290,6 @@ class _Recorder:
                 "context_tokens": self.context_tokens,
                 "policy_latency_s": sum(turn.latency_s for turn in turns),
                 "env_latency_s": self.env_latency_s,
-                "finish_reasons": self.finish_reasons,
-                "stop_reason": self.stop if traj.error is None or traj.error.kind == "model" else "error",
             }
         )
         traj.metrics = {**self.metrics, **traj.metrics}

@@ -36,11 +36,10 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
-from envs.base import Task
-from envs.flags import progress_off
+from common.flags import progress_off
+from contracts import Task, Trajectory, trajectory_id
 from rollouts.jsonl import JsonlAppender, JsonlFormatError
 from rollouts.lock import output_lock
-from rollouts.record import Trajectory, trajectory_id
 from rollouts.resume import is_infra_record, resume_records
 
 from .endpoints import EndpointStats

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from contracts import Trajectory
 from rollouts.endpoints import EndpointStats
-from rollouts.record import Trajectory
 
 
 class Percentiles(BaseModel):
@@ -84,17 +84,17 @@ def compute_stats(
         if traj.error is not None:
             errors[traj.error.kind] += 1
             messages[f"{traj.error.kind}: {traj.error.message.split(':')[0]}"] += 1
-        stops[str(metrics.get("stop_reason", "unknown"))] += 1
+        stops[traj.stop_reason or "unknown"] += 1
         stats.parse_errors += int(metrics.get("parse_errors", 0))
         stats.policy_retries += int(metrics.get("policy_retries", 0))
         stats.tool_calls_total += int(metrics.get("tool_calls", 0))
-        for outcome in metrics.get("tool_outcomes", []):
-            usage[outcome.get("name", "?")] += 1
+        for outcome in traj.tool_outcomes:
+            usage[outcome.name] += 1
             outcomes_total += 1
-            if outcome.get("ok"):
+            if outcome.ok:
                 outcomes_ok += 1
             else:
-                tool_errors[str(outcome.get("error"))] += 1
+                tool_errors[str(outcome.error)] += 1
         stats.prompt_tokens += sum(turn.prompt_tokens for turn in traj.turns)
         stats.completion_tokens += sum(turn.completion_tokens for turn in traj.turns)
         if traj.is_infra_failure:

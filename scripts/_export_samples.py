@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import envs
+from contracts import Trajectory
 from rollouts import run_rollouts
 from rollouts.policy import PolicyTurn
-from rollouts.record import Trajectory
 from train.warmstart import OraclePolicy
 
 
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=2)
     args = parser.parse_args()
     trajectories = asyncio.run(generate(args.out, args.per_kind))
-    kinds = sorted({str(t.task.get("kind")) for t in trajectories})
+    kinds = sorted({t.task.kind for t in trajectories})
     summary = {
         "trajectories": len(trajectories),
         "kinds": kinds,

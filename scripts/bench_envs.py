@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from envs.cli import ArgumentParser, run_cli  # noqa: E402
+from common.cli import ArgumentParser, run_cli  # noqa: E402
 
 SERVER_SCRIPT = SCRIPTS / "_bench_mcp_server.py"
 POLICY_SCRIPT = SCRIPTS / "_scripted_policy.py"

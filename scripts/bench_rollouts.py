@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import openai  # noqa: E402
 
-from envs.base import Task  # noqa: E402
+from contracts import Task  # noqa: E402
 from rollouts import ChatPolicy, PolicyConfig, run_rollouts  # noqa: E402
 from rollouts.envs_io import open_env  # noqa: E402
 

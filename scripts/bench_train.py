@@ -155,7 +155,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     ART's SFT batches, loss on the template's assistant tokens). SFT starts no vLLM server."""
     import art  # noqa: F401  (imported before the clock starts, as TRL's imports are on its side)
 
-    from rollouts.record import Trajectory
+    from contracts import Trajectory
     from train.sft import SFTConfig, run_sft_sync
 
     _setup_torch(spec)

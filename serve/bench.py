@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
-from envs.flags import progress_off
+from common.flags import progress_off
 
 from .workloads import WORKLOADS, BenchRequest, Workload, agent_requests, chat_requests
 
@@ -452,8 +452,8 @@ def _workloads(text: str) -> list[Workload]:
 def _parser() -> Any:
     import argparse
 
-    from envs.cli import ArgumentParser
-    from envs.flags import add_flag, single_base_url_arg
+    from common.cli import ArgumentParser
+    from common.flags import add_flag, single_base_url_arg
 
     def typed(func: Any, name: str) -> Any:
         def convert(text: str) -> Any:
@@ -496,8 +496,8 @@ def _parser() -> Any:
 
 
 async def main(argv: list[str] | None = None) -> int:
-    from envs.cli import fail
-    from envs.flags import apply_no_progress
+    from common.cli import fail
+    from common.flags import apply_no_progress
 
     from .bench_charts import compare_charts, report_charts
 
@@ -560,6 +560,6 @@ async def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from envs.cli import run_cli
+    from common.cli import run_cli
 
     run_cli(main)

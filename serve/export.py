@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .home import file_lock, mcpgym_home
+from common.home import file_lock, mcpgym_home
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 SDIST_ENV = "MCPGYM_LLAMA_CPP_SDIST"
@@ -164,8 +164,8 @@ def verify_gguf(model_dir: Path, gguf_path: Path, *, probe: str = _PROBE, tokens
 
 
 def _parser() -> Any:
-    from envs.cli import ArgumentParser
-    from envs.flags import add_flag
+    from common.cli import ArgumentParser
+    from common.flags import add_flag
 
     parser = ArgumentParser(prog="python -m serve.export", description="Export a model folder (e.g. a merge).")
     sub = parser.add_subparsers(dest="format", required=True)
@@ -196,6 +196,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from envs.cli import run_cli
+    from common.cli import run_cli
 
     run_cli(main, user_errors=(ExportError,))

@@ -76,8 +76,8 @@ class LoraClient:
 
 
 def _parser() -> Any:
-    from envs.cli import ArgumentParser
-    from envs.flags import add_flag, single_base_url_arg
+    from common.cli import ArgumentParser
+    from common.flags import add_flag, single_base_url_arg
 
     parser = ArgumentParser(prog="python -m serve.lora", description="Load, unload and list LoRA adapters on vLLM.")
     add_flag(
@@ -126,6 +126,6 @@ async def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from envs.cli import run_cli
+    from common.cli import run_cli
 
     run_cli(main, user_errors=(VLLMError,))

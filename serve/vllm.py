@@ -43,7 +43,7 @@ from typing import Any, Literal, Self
 import httpx
 from pydantic import BaseModel, Field, field_validator
 
-from .home import mcpgym_home
+from common.home import mcpgym_home
 
 Device = Literal["auto", "cpu", "gpu"]
 LoraRank = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]  # the ranks vLLM accepts for --max-lora-rank
@@ -487,8 +487,8 @@ def lora_rank_for(loras: list[LoraSpec], floor: int = 16) -> int:
 
 
 def _parser() -> Any:
-    from envs.cli import ArgumentParser
-    from envs.flags import add_flag
+    from common.cli import ArgumentParser
+    from common.flags import add_flag
 
     parser = ArgumentParser(
         prog="python -m serve.vllm",
@@ -527,7 +527,7 @@ def _parser() -> Any:
 
 def build_server(args: Any) -> tuple[VLLMServer, list[LoraSpec], str]:
     """The server the flags describe, the adapters to load once it is up, and the model family."""
-    from envs.cli import fail
+    from common.cli import fail
 
     from .models import resolve_model, serving_profile
 
@@ -666,7 +666,7 @@ async def _serve(server: VLLMServer, loras: list[LoraSpec], family: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from envs.cli import fail
+    from common.cli import fail
 
     args = _parser().parse_args(argv)
     server, loras, family = build_server(args)
@@ -682,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from envs.cli import run_cli
+    from common.cli import run_cli
 
     from .models import ModelNotFoundError
 

@@ -56,7 +56,7 @@ def chat_requests() -> list[BenchRequest]:
 async def agent_requests(env_spec: str = "energy", *, split: str = "train", tasks: int = 24) -> list[BenchRequest]:
     """One request per turn of the first `tasks` tasks of `split`, with real tool results from the env."""
     import envs
-    from envs.base import ToolCall
+    from contracts import ToolCall
 
     env = envs.load(env_spec)
     requests: list[BenchRequest] = []

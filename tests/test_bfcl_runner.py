@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envs.cli import run_cli
+from common.cli import run_cli
 from judges.bfcl import load_category
 from rollouts.jsonl import read_jsonl
 from rollouts.policy import ChatPolicy, PolicyConfig

@@ -1,4 +1,4 @@
-"""One meaning per flag across every CLI (envs.flags), the README's table of them, deprecated
+"""One meaning per flag across every CLI (common.flags), the README's table of them, deprecated
 spellings that still work with a warning, and tracing that starts only when asked."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from envs.flags import FLAGS, _DeprecatedStore, flags_table, wandb_wanted
+from common.flags import FLAGS, _DeprecatedStore, flags_table, wandb_wanted
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_every_shared_flag_has_its_one_meaning() -> None:
             if option in FLAGS and not isinstance(action, _DeprecatedStore):
                 if getattr(action, "shared_flag", None) != option:
                     wrong.append(f"{name} {option}")
-    assert not wrong, f"add these with envs.flags.add_flag: {wrong}"
+    assert not wrong, f"add these with common.flags.add_flag: {wrong}"
 
 
 def test_progress_and_key_flags_are_everywhere_they_belong() -> None:

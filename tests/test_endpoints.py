@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from envs.flags import parse_base_urls
+from common.flags import parse_base_urls
+from contracts import Trajectory
 from judges.endpoint import JudgeEndpoint
 from judges.llm_judge import LLMJudge
 from rollouts import ChatPolicy, PolicyConfig, RetryConfig, run_rollouts
 from rollouts.endpoints import EndpointPool
-from rollouts.record import Trajectory
 from tests.fixtures.common import free_port
 from tests.fixtures.judge_data import PRICE, make_trajectory
 from tests.fixtures.judge_server import JudgeServer

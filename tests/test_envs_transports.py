@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from contracts import Environment, Episode
 from envs import EnvInfraError, MCPEnv, StdioServer, Task, ToolCall
-from envs.base import Environment
 from envs.config import HttpServer
 from tests.fixtures.envs_fixtures import SERVER_SCRIPT, HttpMcpServer, calc_stdio
 from tests.fixtures.envs_servers import build_calc, build_other
@@ -33,7 +33,7 @@ async def _round_trip(env: MCPEnv) -> None:
     assert add["function"]["description"] == "Add two integers."
     assert add["function"]["parameters"]["required"] == ["a", "b"]
     async with env.episode() as episode:
-        assert isinstance(episode, Environment)
+        assert isinstance(episode, Episode) and isinstance(env, Environment)
         obs = await episode.reset(TASK)
         assert obs.messages == [
             {"role": "system", "content": "Use the tools."},

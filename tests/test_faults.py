@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
+from contracts import Trajectory
 from rollouts import ChatPolicy, PolicyConfig, RetryConfig, run_rollouts
 from rollouts.lock import lock_path, output_lock
-from rollouts.record import Trajectory
 from tests.fixtures.common import free_port
 from tests.fixtures.judge_data import NO_TOOL, PARALLEL, PRICE, make_trajectory
 from tests.fixtures.judge_server import JudgeServer

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from contracts import Trajectory
 from judges import build_judge
 from judges.compose import ComposedJudge
 from judges.endpoint import JudgeEndpoint
 from judges.llm_judge import LLMJudge
 from judges.ruler import RulerJudge, ruler_score_art_group
-from rollouts.record import Trajectory
 from tests.fixtures.judge_data import PRICE, infra_failure, make_trajectory
 from tests.fixtures.judge_server import JudgeServer
 
@@ -61,7 +61,7 @@ async def test_ruler_scores_a_group_and_keeps_everything(judge_server: JudgeServ
     assert sum(t.metrics["judge/prompt_tokens"] for t in scored) == judge.stats.prompt_tokens > 0
     assert judge.stats.completion_tokens > 0 and judge.stats.judge_calls == 1
     # Everything of the record survives (ART's conversion keeps only numeric metrics).
-    assert scored[0].metrics["tool_outcomes"] == group[0].metrics["tool_outcomes"]
+    assert scored[0].tool_outcomes == group[0].tool_outcomes
     assert scored[0].group == "g" and scored[0].messages == group[0].messages and scored[0].task == group[0].task
     request = judge_server.requests[-1]
     assert request["model"] == "Qwen/Qwen3-8B"  # the served name, routed as OpenAI-compatible

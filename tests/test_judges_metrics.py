@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from envs.base import ExpectedCall
+from contracts import ExpectedCall
 from judges.matching import actual_calls, align, call_matches, expected_calls, param_counts, values_equal
 from judges.metrics import analyze, compute_metrics
 from tests.fixtures.judge_data import MULTI, NO_TOOL, PARALLEL, PRICE, infra_failure, make_trajectory
@@ -72,7 +72,7 @@ def test_actual_calls_read_outcomes_and_unparsable_arguments() -> None:
     assert first.arguments is None and not first.parsed and first.error == "bad_arguments"
     assert second.ok is False and second.error == "unknown_tool"
     # Without recorded outcomes the "Error" replies of the env are used.
-    traj.metrics.pop("tool_outcomes")
+    traj.tool_outcomes = []
     assert [call.ok for call in actual_calls(traj)] == [False, False]
 
 

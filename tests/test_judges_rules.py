@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from contracts import TrajectoryError
 from judges import RubricConfig, build_judge, parse_spec, rule_reward, scored_groups
 from judges.rules import RulesJudge
-from rollouts.record import TrajectoryError
 from tests.fixtures.judge_data import MULTI, NO_TOOL, PARALLEL, PRICE, infra_failure, make_trajectory
 
 RIGHT_PRICE = ("get_price", {"hub": "Henry Hub", "date": "2025-03-04"})

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from contracts import Trajectory, TrajectoryError, TurnLogprobs, TurnStats
 from rollouts.export import (
     BAD_ARGUMENTS,
     LATE_SYSTEM,
@@ -30,7 +31,6 @@ from rollouts.export import (
     to_trl,
 )
 from rollouts.jsonl import JsonlAppender, read_jsonl
-from rollouts.record import Trajectory, TrajectoryError
 
 TOOLS = [
     {
@@ -87,7 +87,8 @@ def make_traj(tid: str = "t1", *, reward: float | None = 1.0, error: TrajectoryE
         reward=reward,
         error=error,
         verdict={"success": reward == 1.0, "score": reward or 0.0, "reason": ""} if error is None else None,
-        metrics={"turns": 3, "tool_calls": 3, "tool_outcomes": [], "finish_reasons": ["tool_calls"] * 2 + ["stop"]},
+        metrics={"turns": 3, "tool_calls": 3},
+        turns=[TurnStats(finish_reason=reason) for reason in ["tool_calls"] * 2 + ["stop"]],
     )
 
 
@@ -297,14 +298,11 @@ def test_openai_line_has_only_the_keys_openai_accepts_and_no_thinking() -> None:
 def test_art_trajectory_with_logprobs_has_trainable_choices() -> None:
     traj = make_traj()
     traj.logprobs = [
-        {
-            "message_index": 2,
-            "token_ids": [11, 12, 13],
-            "logprobs": [-0.1, -0.2, -0.3],
-            "tokens": ["<think>", "a", "b"],
-        },
+        TurnLogprobs(
+            message_index=2, token_ids=[11, 12, 13], logprobs=[-0.1, -0.2, -0.3], tokens=["<think>", "a", "b"]
+        ),
         None,
-        {"message_index": 7, "token_ids": [21, 22], "logprobs": [-0.5, -0.6], "tokens": ["The", " ratio"]},
+        TurnLogprobs(message_index=7, token_ids=[21, 22], logprobs=[-0.5, -0.6], tokens=["The", " ratio"]),
     ]
     art_traj = to_art_trajectory(traj)
     from openai.types.chat.chat_completion import Choice

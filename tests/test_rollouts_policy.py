@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from envs.base import ExpectedCall, Task
-from rollouts.policy import ChatPolicy, PolicyConfig, is_transient
+from contracts import ExpectedCall, Task
+from rollouts.errors import is_transient
+from rollouts.policy import ChatPolicy, PolicyConfig
 from rollouts.rollout import RetryConfig, act_with_retries
 from tests.fixtures.policy_server import ScriptedServer
 

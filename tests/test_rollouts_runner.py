@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from envs.base import Task
+from contracts import Task, Trajectory
 from rollouts import ChatPolicy, PolicyConfig, RetryConfig, rollout, run_rollouts
 from rollouts.export import to_art_trajectory
 from rollouts.jsonl import read_jsonl
-from rollouts.record import Trajectory
 from rollouts.runner import load_done
 from tests.fixtures.policy_server import ScriptedServer
 
@@ -60,12 +59,12 @@ async def test_end_to_end_every_kind_succeeds(energy_env: Any, scripted_server: 
         assert traj.group == f"energy:{traj.task_id}" and traj.model == "scripted"
         assert traj.tools and traj.messages[0]["role"] in ("system", "user")
         assert_well_formed(traj)
-        outcomes = traj.metrics["tool_outcomes"]
-        expected = Task.model_validate(traj.task).expected_calls
+        outcomes = traj.tool_outcomes
+        expected = traj.task.expected_calls
         assert len(outcomes) == traj.metrics["tool_calls"] == len(expected)
-        assert all(o["ok"] for o in outcomes) and traj.metrics["parse_errors"] == 0
+        assert all(o.ok for o in outcomes) and traj.metrics["parse_errors"] == 0
         assert len(traj.turns) == traj.metrics["turns"] == len({c.step for c in expected}) + 1
-        assert traj.metrics["stop_reason"] == "answer" and traj.answer == traj.messages[-1]["content"]
+        assert traj.stop_reason == "answer" and traj.answer == traj.messages[-1]["content"]
     on_disk = read_jsonl(out)
     assert sorted(r["id"] for r in on_disk) == sorted(t.id for t in trajs)  # on disk: in order of finishing
     stats = result.stats
@@ -99,8 +98,8 @@ async def test_model_mistakes_become_tool_outcomes(
     task = next(t for t in energy_env.tasks("train") if t.kind == "single")
     async with policy_for(scripted_server) as policy:
         traj = await rollout(energy_env, policy, task, retry=FAST_RETRY)
-    outcomes = traj.metrics["tool_outcomes"]
-    assert outcomes[0]["ok"] is False and outcomes[0]["error"] == error_kind
+    outcomes = traj.tool_outcomes
+    assert outcomes[0].ok is False and outcomes[0].error == error_kind
     assert traj.metrics["tool_errors"] == 1 and traj.error is None
     assert traj.success  # the scripted model recovers on the next turn; judges may still penalise the miss
 
@@ -146,7 +145,7 @@ async def test_model_failures_keep_verdict_and_reward(energy_env: Any, scripted_
     async with policy_for(scripted_server) as policy:
         traj = await rollout(energy_env, policy, task, max_turns=3, retry=FAST_RETRY)
         assert traj.error is not None and traj.error.kind == "model" and traj.error.message.startswith("max_turns")
-        assert traj.metrics["turns"] == 3 and traj.metrics["stop_reason"] == "max_turns"
+        assert traj.metrics["turns"] == 3 and traj.stop_reason == "max_turns"
         assert traj.verdict is not None and traj.reward is not None and not traj.success
         assert_well_formed(traj)
         budget = await rollout(energy_env, policy, task, max_turns=8, max_total_tokens=1, retry=FAST_RETRY)
@@ -170,7 +169,7 @@ async def test_in_memory_with_logprobs_gives_art_trajectories(energy_env: Any, s
     assert result.out is None and len(result.trajectories) == 2 * len(tasks)
     traj = result.trajectories[0]
     assistant = [i for i, m in enumerate(traj.messages) if m["role"] == "assistant"]
-    assert [entry["message_index"] for entry in traj.logprobs] == assistant
+    assert [entry.message_index for entry in traj.logprobs] == assistant
     art_traj = to_art_trajectory(traj)
     choices = [m for m in art_traj.messages_and_choices if not isinstance(m, dict)]
     assert len(choices) == len(assistant) and all(c.logprobs.content for c in choices)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from envs.base import Task
-from envs.cli import UsageError
+from common.cli import UsageError
+from contracts import Task
 from train.eval import main, parse_spec, select_tasks
 
 ROOT = Path(__file__).resolve().parents[1]

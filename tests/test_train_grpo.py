@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from contracts import Trajectory
 from judges.base import Judge, JudgeFailure
-from rollouts.record import Trajectory
 from tests.fixtures.judge_data import PRICE, make_trajectory
 from train.grpo import GRPOConfig, Run, run_grpo, signal_groups, step_tasks
 from train.loop_state import LoopState
@@ -43,7 +43,7 @@ class DistinctCharsJudge(Judge):
 async def test_rubric_file_sets_the_rules_judge_weights(tmp_path: Path) -> None:
     """`--rubric`: an outcome-only rubric makes a failed rollout that called the right tool worth 0,
     where the default rubric pays for the call; a typo in the file is a usage error."""
-    from envs.cli import UsageError
+    from common.cli import UsageError
     from judges import build_judge
     from train.grpo import config_from_args, load_rubric
 
@@ -141,7 +141,7 @@ async def test_two_steps_then_stop_then_resume(vllm_tiny, tiny_model_dir: Path, 
     assert state.finished and state.iteration == 2
 
     # The same name without --resume is refused (nothing is overwritten).
-    from envs.cli import UsageError
+    from common.cli import UsageError
 
     with pytest.raises(UsageError, match="--resume"):
         await run_grpo(config.model_copy(update={"steps": 4}), judge=DistinctCharsJudge())
@@ -264,7 +264,7 @@ async def test_oracle_demonstrations_solve_every_kind() -> None:
         result = await run_rollouts(env, OraclePolicy(list(tasks.values())), list(tasks.values()), progress=False)
     assert sorted(tasks) == ["multi_step", "no_tool", "parallel", "single"]
     assert all(traj.success for traj in result.trajectories), [t.verdict for t in result.trajectories]
-    multi = next(traj for traj in result.trajectories if traj.task["kind"] == "multi_step")
+    multi = next(traj for traj in result.trajectories if traj.task.kind == "multi_step")
     assert [m["role"] for m in multi.messages].count("tool") >= 2  # real tool outputs, step by step
 
 

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from envs.base import Task
-from rollouts.record import Trajectory
+from contracts import Task, Trajectory
 from tests.fixtures.judge_data import PRICE, make_trajectory
 from train.compare import bootstrap_interval, compare_runs, format_comparison, mcnemar_exact
 
@@ -80,7 +79,7 @@ def _sampled(tokenizer: Any, traj: Trajectory, logprob: float) -> Trajectory:
 
     entries = turn_tokens(tokenizer, traj.messages, traj.tools)
     for entry in entries:
-        entry["logprobs"] = [logprob] * len(entry["token_ids"])
+        entry.logprobs = [logprob] * len(entry.token_ids)
     return traj.model_copy(update={"logprobs": entries})
 
 
@@ -99,7 +98,7 @@ def _group(tokenizer: Any, rewards: tuple[float, ...] = (0.2, 0.3, 0.1)) -> tupl
 def test_a_demonstration_joins_its_group_as_an_off_policy_member(tokenizer: Any) -> None:
     failed, demo = _group(tokenizer)
     assert demo.off_policy and demo.sample == 3 and demo.id.endswith(":s3") and demo.task_id == PRICE.id
-    assert demo.logprobs and all(value is None for entry in demo.logprobs for value in entry["logprobs"])
+    assert demo.logprobs and all(value is None for entry in demo.logprobs for value in entry.logprobs)
     again = Trajectory.model_validate_json(demo.model_dump_json())  # the record round-trips
     assert again.off_policy and again.logprobs == demo.logprobs
     from train.guidance import unsolved
@@ -126,7 +125,7 @@ def test_guided_group_tokenises_to_the_template_with_signed_advantages(tokenizer
     rendered = tokenizer.apply_chat_template(demo.messages, tools=demo.tools, tokenize=False)
     assert rendered.startswith(tokenizer.decode(guided.token_ids))
     trained = [i for i, m in enumerate(guided.assistant_mask) if m]
-    assert len(trained) == sum(len(entry["token_ids"]) for entry in demo.logprobs)
+    assert len(trained) == sum(len(entry.token_ids) for entry in demo.logprobs)
     assert all(math.isnan(guided.logprobs[i]) for i in trained)
     assert guided.advantage > 0
     for traj in failed:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from contracts import Trajectory, TrajectoryError
 from rollouts.jsonl import write_jsonl
-from rollouts.record import Trajectory, TrajectoryError
 from train.data import (
     SFTDataError,
     conversation_key,

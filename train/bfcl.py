@@ -32,7 +32,7 @@ keeps them. The file is compacted first (one record per id, the last), and the
 closing line says how many entries were retried. One run per `--out`
 (rollouts.lock: a second one exits 2 naming the first one's pid).
 
-Exit codes (envs.cli.infra_exit_code): 1 when every entry asked failed on
+Exit codes (common.cli.infra_exit_code): 1 when every entry asked failed on
 infrastructure (one line naming the server and the error); 0 otherwise, with
 a warning line and the counts when some did; 2 for bad input.
 """
@@ -54,8 +54,9 @@ import openai
 from pydantic import BaseModel, Field, ValidationError
 from tqdm import tqdm
 
-from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
-from envs.flags import add_flag, add_policy_endpoint, apply_no_progress
+from common.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from common.flags import add_flag, add_policy_endpoint, apply_no_progress
+from contracts import TrajectoryError
 from judges.bfcl import (
     MULTI_TURN,
     BfclEntry,
@@ -72,10 +73,10 @@ from judges.bfcl import (
 from judges.bfcl.checker import Reply
 from judges.bfcl.scores import Score
 from rollouts.endpoints import EndpointStats, summary_line
+from rollouts.errors import describe_error, is_transient
 from rollouts.jsonl import JsonlAppender, JsonlFormatError, iter_jsonl
 from rollouts.lock import output_lock
-from rollouts.policy import ChatPolicy, PolicyConfig, PolicyError, describe_error, is_transient
-from rollouts.record import TrajectoryError
+from rollouts.policy import ChatPolicy, PolicyConfig, PolicyError
 from rollouts.resume import Record, is_infra_record, resume_records
 from rollouts.rollout import Policy, RetryConfig, act_with_retries
 from rollouts.runner import move_aside
@@ -495,7 +496,7 @@ def build_parser(prog: str = "python -m train.bfcl") -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "python -m train.bfcl") -> int:
-    """The CLI; raises UsageError for bad input (run it under envs.cli.run_cli for the one-line exit 2)."""
+    """The CLI; raises UsageError for bad input (run it under common.cli.run_cli for the one-line exit 2)."""
     args = build_parser(prog).parse_args(list(argv) if argv is not None else None)
     apply_no_progress(args.no_progress)
     if args.compare:

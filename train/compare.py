@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from rollouts.record import Trajectory
+from contracts import Trajectory
 
 
 def mcnemar_exact(fixed: int, lost: int) -> float:
@@ -91,7 +91,7 @@ def _outcomes(trajs: Sequence[Trajectory]) -> dict[str, tuple[bool, bool, str]]:
     for traj in trajs:
         if traj.is_infra_failure or traj.sample != 0:
             continue
-        out[traj.task_id] = (traj.success, analyze(traj).plan_ok, str(traj.task.get("kind", "single")))
+        out[traj.task_id] = (traj.success, analyze(traj).plan_ok, traj.task.kind)
     return out
 
 

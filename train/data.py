@@ -27,10 +27,10 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from envs.cli import UsageError
+from common.cli import UsageError
+from contracts import Trajectory
 from rollouts.export import export_messages
 from rollouts.jsonl import JsonlFormatError, iter_jsonl
-from rollouts.record import Trajectory
 
 CoresetMethod = Literal["random", "loss_topk", "diversity", "hybrid"]
 CORESET_METHODS: tuple[CoresetMethod, ...] = ("random", "loss_topk", "diversity", "hybrid")

@@ -35,9 +35,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from envs.base import Task
-from envs.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
-from envs.flags import add_flag, apply_no_progress
+from common.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from common.flags import add_flag, apply_no_progress
+from contracts import Task
 from rollouts.endpoints import EndpointStats, summary_line
 from train.compare import Comparison, format_comparison
 
@@ -148,7 +148,7 @@ async def evaluate(
     rewards = [traj.reward for traj in scored if traj.reward is not None]
     kinds: dict[str, list[bool]] = {}
     for traj in scored:
-        kinds.setdefault(str(traj.task.get("kind", "single")), []).append(traj.success)
+        kinds.setdefault(traj.task.kind, []).append(traj.success)
     metrics = {key: value for key, value in compute_metrics(trajs).items() if _finite_or_int(value)}
     return EvalReport(
         label=label,
@@ -198,8 +198,8 @@ def _fmt(value: float | None) -> str:
 def paired_comparisons(reports: Sequence[EvalReport]) -> list[Comparison]:
     """Each report against the one before it, task by task (train.compare), where both kept
     their trajectories: fixed, lost, McNemar's exact p and a bootstrap interval."""
+    from contracts import Trajectory
     from rollouts.jsonl import iter_jsonl
-    from rollouts.record import Trajectory
     from train.compare import compare_runs
 
     def trajectories(report: EvalReport) -> list[Trajectory] | None:
@@ -472,8 +472,8 @@ async def main(argv: list[str] | None = None) -> int:
 
 def compare_files(a: ModelSpec, b: ModelSpec) -> int:
     """Two evaluations already run, compared task by task (no model is served)."""
+    from contracts import Trajectory
     from rollouts.jsonl import JsonlFormatError, iter_jsonl
-    from rollouts.record import Trajectory
     from train.compare import compare_runs
 
     loaded = []

@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from envs.base import Task
-from rollouts.record import Trajectory, trajectory_id
+from contracts import Task, Trajectory, TurnLogprobs, trajectory_id
 
 Guidance = Literal["none", "oracle", "teacher"]
 
@@ -51,7 +50,9 @@ def policy_tokenizer(model: Any) -> Any:
     return tokenizer
 
 
-def turn_tokens(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[dict]:
+def turn_tokens(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+) -> list[TurnLogprobs]:
     """Per assistant message, the token ids the policy would have generated to produce it: the chat
     template's rendering of that turn after its generation prompt, up to and with the end-of-turn
     token (where generation stops), and a null logprob for each."""
@@ -69,12 +70,12 @@ def turn_tokens(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict
         text = text[: end + len(eos)] if end >= 0 else text
         ids = tokenizer.encode(text, add_special_tokens=False)
         entries.append(
-            {
-                "message_index": index,
-                "token_ids": ids,
-                "logprobs": [None] * len(ids),
-                "tokens": [tokenizer.decode([token]) for token in ids],
-            }
+            TurnLogprobs(
+                message_index=index,
+                token_ids=ids,
+                logprobs=[None] * len(ids),
+                tokens=[tokenizer.decode([token]) for token in ids],
+            )
         )
     return entries
 

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from envs.cli import ArgumentParser, UsageError, fail, run_cli
-from envs.flags import add_flag
+from common.cli import ArgumentParser, UsageError, fail, run_cli
+from common.flags import add_flag
 from train.models import (
     BASE_MODEL_NAME,
     MANIFEST_FILE,

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from envs.cli import ArgumentParser, fail, run_cli
-from envs.flags import add_flag, progress_off
-from serve.home import HOME_ENV, file_lock, mcpgym_home
+from common.cli import ArgumentParser, fail, run_cli
+from common.flags import add_flag, progress_off
+from common.home import HOME_ENV, file_lock, mcpgym_home
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

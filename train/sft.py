@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from envs.cli import ArgumentParser, UsageError, run_cli
-from envs.flags import add_flag, apply_no_progress, wandb_wanted
+from common.cli import ArgumentParser, UsageError, run_cli
+from common.flags import add_flag, apply_no_progress, wandb_wanted
 from rollouts.jsonl import JsonlAppender
 from train.backends import BACKENDS, BACKENDS_HELP, BackendKind
 from train.backends.local import check_gpu_flags, gpu_ids

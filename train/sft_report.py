@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rollouts.record import Trajectory
+from contracts import Trajectory
 
 
 def load_sft_tokenizer(base_model: str, *, mcpgym_template: bool) -> Any:

@@ -29,9 +29,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from envs.base import Task, ToolCall
+from contracts import Task, ToolCall, Trajectory
 from rollouts.policy import PolicyTurn
-from rollouts.record import Trajectory
 
 Teacher = Literal["auto", "model", "oracle", "model+oracle"]
 TEACHERS: tuple[Teacher, ...] = ("auto", "model", "oracle", "model+oracle")
@@ -193,7 +192,7 @@ def examples_by_kind(trajs: Sequence[Trajectory], *, per_kind: int = 2) -> dict[
     for traj in sorted(trajs, key=lambda t: len(json.dumps(t.messages))):
         if not traj.success or traj.is_infra_failure:
             continue
-        kind = str(traj.task.get("kind", "single"))
+        kind = traj.task.kind
         if len(out.setdefault(kind, [])) < per_kind:
             out[kind].append(example_messages(traj))
     return out

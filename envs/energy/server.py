@@ -144,7 +144,7 @@ def _add_health(mcp: FastMCP) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from envs.cli import ArgumentParser
+    from common.cli import ArgumentParser
 
     parser = ArgumentParser(prog="python -m envs.energy.server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="MCP transport (default stdio)")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import data
-from .gen_data import CITIES, HUBS, LNG_TERMINALS, MONTHS_2024, MONTHS_2025, PIPELINES, SECTORS, STATES, STORAGE_REGIONS
+from .entities import CITIES, HUBS, LNG_TERMINALS, MONTHS_2024, MONTHS_2025, PIPELINES, SECTORS, STATES, STORAGE_REGIONS
 
 SPLIT_SIZES = {"train": 330, "val": 60, "test": 120}
 SEED = 7

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from envs.cli import UsageError
+from common.cli import UsageError
 
 BFCL_PACKAGE = "bfcl_eval"
 BFCL_DIST = "bfcl-eval"

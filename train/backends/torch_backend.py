@@ -41,7 +41,7 @@ from art.utils.get_model_step import get_model_step
 from art.utils.output_dirs import get_model_dir, get_step_checkpoint_dir
 from tqdm import auto as tqdm
 
-from envs.flags import progress_off
+from common.flags import progress_off
 from serve.vllm import VLLMServer
 
 from .compat import choices_as_sampled, fix_transformers_mask_patch, install_openai_client, wandb_optional

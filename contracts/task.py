@@ -1,24 +1,14 @@
-"""The contracts every environment speaks: tasks, tool calls, observations, steps.
-
-An environment is async and gym-like. `Environment` is one episode at a time:
-`reset(task)` gives the starting messages and the OpenAI tool schemas,
-`step(tool_calls)` runs the calls and gives one tool message per call. The
-long-lived object that owns connections, tasks and the verifier (`MCPEnv`)
-hands out isolated episodes with `episode()`, so many rollouts run at once.
-"""
+"""What a task is and what happens to it: the question, the calls a right solution makes, the
+calls the model made, what each call did, and the environment's verdict."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 TaskKind = Literal["single", "multi_step", "parallel", "no_tool", "open"]
-IsolationMode = Literal["shared", "per_session", "per_process"]
-# How an isolated episode's fresh stdio server starts: forked from a preloaded Python interpreter
-# (`envs.forkserver`), spawned as a new process, or "auto" (fork where the server allows it).
-StdioStart = Literal["auto", "fork", "spawn"]
 
 
 class ExpectedCall(BaseModel):
@@ -92,42 +82,9 @@ class ToolOutcome(BaseModel):
     truncated: bool = False
 
 
-class Observation(BaseModel):
-    messages: list[dict[str, Any]]  # OpenAI chat messages to start from
-    tools: list[dict[str, Any]]  # OpenAI tool schemas
-
-
-class StepResult(BaseModel):
-    messages: list[dict[str, Any]]  # one {"role": "tool", ...} message per call, in call order
-    outcomes: list[ToolOutcome] = Field(default_factory=list)
-    done: bool = False
-    info: dict[str, Any] = Field(default_factory=dict)
-
-
 class Verdict(BaseModel):
     """The environment's judgement of a finished episode."""
 
     success: bool
     score: float = 0.0  # 0..1
     reason: str = ""
-
-
-class EnvInfraError(RuntimeError):
-    """The environment itself failed (server died, connection refused, protocol
-    error, start-up timeout). Never the model's fault: the rollout layer records
-    it as `error.kind = "infra"` and it is masked from scoring."""
-
-
-class EnvConfigError(ValueError):
-    """A bad environment spec or MCP config: reported as one line, exit code 2."""
-
-
-@runtime_checkable
-class Environment(Protocol):
-    """One episode: reset, then step until the policy answers."""
-
-    async def reset(self, task: Task) -> Observation: ...
-
-    async def step(self, tool_calls: list[ToolCall]) -> StepResult: ...
-
-    async def aclose(self) -> None: ...

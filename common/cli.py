@@ -14,15 +14,16 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
 
-from .base import EnvConfigError
-
 
 class UsageError(Exception):
-    """Bad input from the user: a missing file, a bad flag value, an empty dataset."""
+    """Bad input from the user: a missing file, a bad flag value, an empty dataset.
+
+    Lower layers subclass it for their own bad-input errors (`contracts.EnvConfigError`), so this
+    module needs none of them."""
 
 
 # Errors that mean "the user's input is wrong", reported as one line with exit 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, EnvConfigError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, FileNotFoundError)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -108,12 +108,12 @@ def add_flag(
     """Add shared `flag` with this CLI's `help` (what it is here: "trajectory JSONL (appended)"),
     and the hidden deprecated `aliases`. Other keyword arguments go to `add_argument`."""
     if flag not in FLAGS:
-        raise KeyError(f"{flag} is not a shared flag (envs.flags.FLAGS)")
+        raise KeyError(f"{flag} is not a shared flag (common.flags.FLAGS)")
     metavar, _meaning = FLAGS[flag]
     if flag in FLAG_TYPES:
         kwargs.setdefault("type", FLAG_TYPES[flag])
     # argparse counts a required flag as given only when its own spelling is used, so with aliases
-    # the check moves to envs.cli.ArgumentParser.parse_known_args (`required_flag`).
+    # the check moves to common.cli.ArgumentParser.parse_known_args (`required_flag`).
     required = bool(kwargs.pop("required", False)) if aliases else False
     if metavar is None:
         kwargs.setdefault("action", "store_true")

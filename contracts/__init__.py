@@ -1,0 +1,55 @@
+"""mcpgym's contracts: the types every package speaks, and nothing else.
+
+Every package imports these; this package imports none of theirs (only `common`, the shared
+utilities below everything). `docs/architecture.md` shows the layers.
+
+- `task`: a task, the calls a right solution makes, the model's calls, their outcomes, the verdict.
+- `env`: what the rollout loop needs from an environment (`Environment`, `Episode`).
+- `policy`: what it needs from a policy (`Policy`, `PolicyTurn`).
+- `record`: the trajectory record, the one JSONL line every stage reads and writes.
+"""
+
+from __future__ import annotations
+
+from .env import (
+    EnvConfigError,
+    EnvInfraError,
+    Environment,
+    Episode,
+    IsolationMode,
+    Observation,
+    StdioStart,
+    StepResult,
+    UserTurn,
+)
+from .policy import Policy, PolicyTurn, TokenLogprobs
+from .record import StopReason, Trajectory, TrajectoryError, TurnLogprobs, TurnStats, trajectory_id, utc_now
+from .task import ExpectedCall, Task, TaskKind, ToolCall, ToolOutcome, Verdict
+
+__all__ = [
+    "EnvConfigError",
+    "EnvInfraError",
+    "Environment",
+    "Episode",
+    "ExpectedCall",
+    "IsolationMode",
+    "Observation",
+    "Policy",
+    "PolicyTurn",
+    "StdioStart",
+    "StepResult",
+    "StopReason",
+    "Task",
+    "TaskKind",
+    "TokenLogprobs",
+    "ToolCall",
+    "ToolOutcome",
+    "Trajectory",
+    "TrajectoryError",
+    "TurnLogprobs",
+    "TurnStats",
+    "UserTurn",
+    "Verdict",
+    "trajectory_id",
+    "utc_now",
+]

@@ -1,0 +1,109 @@
+"""The trajectory record: the one line of JSONL that every stage reads and writes.
+
+`rollouts.generate` writes it, judges score it, SFT trains on it, GRPO groups it, eval reads it,
+the exports convert it. Everything a consumer reads is a typed field here; `metrics` holds only
+numbers (counts, latencies, judge scores) for stats and reports.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .task import Task, ToolOutcome, Verdict
+
+# Why the rollout loop stopped: a final answer, the env ended the episode, out of turns, out of
+# tokens, or a failure (`error` says which).
+StopReason = Literal["answer", "env_done", "max_turns", "token_budget", "error"]
+
+# Fields that records written before this contract kept inside `metrics`.
+_LEGACY_METRICS = ("tool_outcomes", "stop_reason", "finish_reasons")
+
+
+class TrajectoryError(BaseModel):
+    kind: Literal["infra", "model"]
+    message: str
+
+
+class TurnStats(BaseModel):
+    """One policy turn: how long it took, what it cost, and why the server stopped generating."""
+
+    latency_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None  # the server's: "stop", "tool_calls", "length", ...
+
+
+class TurnLogprobs(BaseModel):
+    """The sampled tokens of one assistant message (`messages[message_index]`), for RL.
+
+    `logprobs` entries are None for tokens nobody sampled (an off-policy demonstration)."""
+
+    message_index: int
+    token_ids: list[int | None]
+    logprobs: list[float | None]
+    tokens: list[str] = Field(default_factory=list)
+
+
+class Trajectory(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str  # "{env}:{task_id}:s{sample}" — unique and stable, resume keys on it
+    env: str
+    task_id: str
+    task: Task
+    model: str = ""
+    tools: list[dict[str, Any]] = Field(default_factory=list)  # OpenAI tool schemas, as offered
+    messages: list[dict[str, Any]] = Field(default_factory=list)  # OpenAI chat messages
+    answer: str | None = None  # the final answer text (None: the loop ended without one)
+    stop_reason: StopReason | None = None
+    turns: list[TurnStats] = Field(default_factory=list)
+    tool_outcomes: list[ToolOutcome] = Field(default_factory=list)  # one per tool call, in order
+    logprobs: list[TurnLogprobs | None] | None = None  # per assistant turn, when recorded
+    verdict: Verdict | None = None
+    reward: float | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    error: TrajectoryError | None = None
+    sample: int = 0
+    group: str | None = None  # rollouts of one task that form a GRPO group share this
+    # Not sampled from the policy being trained: a demonstration (oracle or teacher) added to a
+    # GRPO group that had no success. Its `logprobs` entries hold token ids with null logprobs.
+    off_policy: bool = False
+    created: str = Field(default_factory=lambda: utc_now())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_legacy(cls, data: Any) -> Any:
+        """Read records of earlier versions, which kept structured data inside `metrics`."""
+        if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+            return data
+        metrics = data["metrics"]
+        if not any(key in metrics for key in _LEGACY_METRICS):
+            return data
+        data, metrics = dict(data), dict(metrics)
+        data.setdefault("tool_outcomes", metrics.pop("tool_outcomes", []))
+        data.setdefault("stop_reason", metrics.pop("stop_reason", None))
+        reasons = metrics.pop("finish_reasons", None) or []
+        turns = [dict(turn) for turn in data.get("turns") or []]
+        for turn, reason in zip(turns, reasons, strict=False):
+            turn.setdefault("finish_reason", reason)
+        data["turns"], data["metrics"] = turns, metrics
+        return data
+
+    @property
+    def is_infra_failure(self) -> bool:
+        return self.error is not None and self.error.kind == "infra"
+
+    @property
+    def success(self) -> bool:
+        return bool(self.verdict and self.verdict.success)
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def trajectory_id(env: str, task_id: str, sample: int) -> str:
+    return f"{env}:{task_id}:s{sample}"
