@@ -76,8 +76,16 @@ class Trajectory(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _lift_legacy(cls, data: Any) -> Any:
-        """Read records of earlier versions, which kept structured data inside `metrics`."""
-        if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        """Read records of earlier versions, which kept structured data inside `metrics`, and
+        hand-written ones whose task gives only some fields (its id is the record's `task_id`,
+        its question the first user message)."""
+        if not isinstance(data, dict):
+            return data
+        task = data.get("task")
+        if isinstance(task, dict) and not ("id" in task and "question" in task):
+            first_user = next((m.get("content") for m in data.get("messages") or [] if m.get("role") == "user"), "")
+            data = {**data, "task": {"id": data.get("task_id", ""), "question": first_user or "", **task}}
+        if not isinstance(data.get("metrics"), dict):
             return data
         metrics = data["metrics"]
         if not any(key in metrics for key in _LEGACY_METRICS):
