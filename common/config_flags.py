@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from .cli import UsageError
-from .flags import FLAGS, add_flag
+from .flags import FLAG_TYPES, FLAGS, add_flag
 
 M = TypeVar("M", bound=BaseModel)
 _SCALARS: tuple[type, ...] = (int, float, str, Path)
@@ -88,6 +88,8 @@ def add_config_flags(
         flag = flag_name(name)
         if flag in FLAGS:
             kwargs.setdefault("help", FLAGS[flag][1])
+            if flag in FLAG_TYPES and name not in (types or {}):  # the shared flag's own parser (URL checks)
+                kwargs.pop("type", None)
             if FLAGS[flag][0] is None:  # a shared switch: add_flag makes it store_true
                 kwargs.pop("action", None)
             add_flag(parser, flag, **kwargs)

@@ -24,11 +24,17 @@ class Config(BaseModel):
     resume: bool = False
     wandb: bool = Field(False, description="log to W&B")
     gpus: list[int] | None = None
+    judge_base_url: str | None = None
 
 
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="t")
-    add_config_flags(p, Config, ["steps", "lr", "signal", "out", "resume", "wandb", "gpus"], types={"gpus": gpu_ids})
+    add_config_flags(
+        p,
+        Config,
+        ["steps", "lr", "signal", "out", "resume", "wandb", "gpus", "judge_base_url"],
+        types={"gpus": gpu_ids},
+    )
     return p
 
 
@@ -58,3 +64,10 @@ def test_bad_values_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) 
 def test_a_field_without_a_flag_type_is_refused_when_the_parser_is_built() -> None:
     with pytest.raises(TypeError, match="gpus"):
         add_config_flags(ArgumentParser(prog="t"), Config, ["gpus"])
+
+
+def test_a_shared_flag_keeps_its_own_parser() -> None:
+    with pytest.raises(SystemExit):  # common.flags checks a URL; a plain str type would not
+        parser().parse_args(["--judge-base-url", "not a url"])
+    args = parser().parse_args(["--judge-base-url", "http://127.0.0.1:9/v1"])
+    assert config_from_args(Config, vars(args)).judge_base_url == "http://127.0.0.1:9/v1"
