@@ -4,7 +4,8 @@
 - `rule_reward(traj, config)` — the weighted rule rubric, no LLM (judges.rules);
 - `build_judge(spec, ...)` — "rules" | "ruler" | "llm" | "ruler:0.7+rules:0.3":
   a `Judge` with `score_group(group)` and `score(trajs)` (judges.compose);
-- `scored_groups(trajs)` — the groups fit for GRPO, and how many were dropped.
+- `scored_groups(trajs)` — the groups fit for GRPO, and how many were dropped;
+  `signal_groups(scored, spread)` — those that also carry signal to train on (judges.groups).
 
 Infra-failed trajectories are never scored (reward None, masked), and a
 judge that fails marks what it could not score as infra, never 0.
@@ -27,8 +28,11 @@ _EXPORTS = {
     "Judge": "base",
     "JudgeFailure": "base",
     "JudgeStats": "base",
-    "group_trajectories": "base",
-    "scored_groups": "base",
+    "Spread": "groups",
+    "group_key": "groups",
+    "group_trajectories": "groups",
+    "scored_groups": "groups",
+    "signal_groups": "groups",
     "build_judge": "compose",
     "parse_spec": "compose",
     "compute_metrics": "metrics",
@@ -37,8 +41,9 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from .base import Judge, JudgeFailure, JudgeStats, group_trajectories, scored_groups
+    from .base import Judge, JudgeFailure, JudgeStats
     from .compose import build_judge, parse_spec
+    from .groups import Spread, group_key, group_trajectories, scored_groups, signal_groups
     from .metrics import compute_metrics
     from .rules import RubricConfig, rule_reward
 
@@ -54,10 +59,13 @@ __all__ = [
     "JudgeFailure",
     "JudgeStats",
     "RubricConfig",
+    "Spread",
     "build_judge",
     "compute_metrics",
+    "group_key",
     "group_trajectories",
     "parse_spec",
     "rule_reward",
     "scored_groups",
+    "signal_groups",
 ]

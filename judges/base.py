@@ -1,12 +1,11 @@
-"""What every judge shares: grouping, masking of infra failures, stats.
+"""What every judge shares: masking of infra failures, stats, scoring group by group.
 
-A judge scores groups (the rollouts of one task that GRPO compares). It never
-scores an infra-failed trajectory: that one keeps `reward = None` and is
-masked, because it says nothing about the model. A group-relative judge
-(RULER) needs two scored members to compare; a group with fewer is dropped
-(its members keep `reward = None`) and counted. When the judge itself fails
-(malformed replies past the retries, the judge server down), the members it
-could not score become infra failures (`error.kind = "infra"`), never 0.
+A judge scores groups (the rollouts of one task that GRPO compares: judges.groups). It never
+scores an infra-failed trajectory: that one keeps `reward = None` and is masked, because it says
+nothing about the model. A group-relative judge (RULER) needs two scored members to compare; a
+group with fewer is dropped (its members keep `reward = None`) and counted. When the judge itself
+fails (malformed replies past the retries, the judge server down), the members it could not score
+become infra failures (`error.kind = "infra"`), never 0.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ import anyio
 from pydantic import BaseModel
 
 from contracts import Trajectory, TrajectoryError
+
+from .groups import comparable, group_trajectories, live_members
 
 
 class JudgeFailure(Exception):
@@ -46,33 +47,6 @@ class JudgeStats(BaseModel):
         self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
         self.completion_tokens += int(usage.get("completion_tokens") or 0)
         self.cost_usd += float(usage.get("cost_usd") or 0.0)
-
-
-def group_key(traj: Trajectory) -> str:
-    """The group a trajectory belongs to: its `group`, else every rollout of its task."""
-    return traj.group or f"{traj.env}:{traj.task_id}"
-
-
-def group_trajectories(trajs: list[Trajectory]) -> list[list[Trajectory]]:
-    groups: dict[str, list[Trajectory]] = {}
-    for traj in trajs:
-        groups.setdefault(group_key(traj), []).append(traj)
-    return list(groups.values())
-
-
-def scored_groups(trajs: list[Trajectory], *, min_size: int = 2) -> tuple[list[list[Trajectory]], int]:
-    """(groups fit to train on, number dropped): only members with a reward and no infra
-    failure count, and a group with fewer than `min_size` of them is dropped (GRPO
-    learns nothing from a group it cannot compare)."""
-    kept: list[list[Trajectory]] = []
-    dropped = 0
-    for group in group_trajectories(trajs):
-        members = [traj for traj in group if traj.reward is not None and not traj.is_infra_failure]
-        if len(members) >= min_size:
-            kept.append(members)
-        else:
-            dropped += 1
-    return kept, dropped
 
 
 def mark_infra(traj: Trajectory, message: str) -> None:
@@ -102,15 +76,13 @@ class Judge(ABC):
         """Copies of `group` with `reward` and `metrics` set; infra failures masked."""
         copies = [traj.model_copy(deep=True) for traj in group]
         self.stats.groups += 1
-        live = []
         for traj in copies:
             if traj.is_infra_failure:
                 traj.reward = None
                 traj.metrics["masked"] = "infra"
                 self.stats.trajectories_masked += 1
-            else:
-                live.append(traj)
-        if not live or (self.relative and len(live) < 2):
+        live = live_members(copies, scored=False)  # before scoring: no reward yet
+        if not live or (self.relative and not comparable(live)):
             for traj in live:
                 traj.reward = None
                 traj.metrics["group_dropped"] = f"{len(live)} scored member(s): nothing to compare"

@@ -26,9 +26,9 @@ from typing import Any
 
 from contracts import Trajectory
 
-from .base import group_key
 from .cache import content_key
 from .endpoint import EndpointJudge
+from .groups import group_key
 
 EXPLANATION_PREFIX = "RULER explanation: "
 

@@ -40,9 +40,10 @@ from rollouts.jsonl import JsonlAppender, JsonlFormatError
 from rollouts.lock import output_lock
 from rollouts.resume import Record, is_infra_record, resume_records
 
-from .base import Judge, group_trajectories
+from .base import Judge
 from .cache import default_cache_dir
 from .compose import build_judge
+from .groups import group_trajectories
 from .metrics import compute_metrics, format_table, json_safe, load_trajectories
 from .rules import RubricConfig
 

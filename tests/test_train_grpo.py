@@ -19,9 +19,12 @@ from typing import Any
 import pytest
 
 from contracts import Trajectory
+from judges import signal_groups
 from judges.base import Judge, JudgeFailure
 from tests.fixtures.judge_data import PRICE, make_trajectory
-from train.grpo import GRPOConfig, Run, run_grpo, signal_groups, step_tasks
+from train.curriculum import step_tasks
+from train.grpo_config import GRPOConfig
+from train.grpo_loop import Run, run_grpo
 from train.loop_state import LoopState
 from train.warmstart import OraclePolicy, format_answer, should_warm_start, stratified_tasks, task_signature
 
@@ -45,7 +48,8 @@ async def test_rubric_file_sets_the_rules_judge_weights(tmp_path: Path) -> None:
     where the default rubric pays for the call; a typo in the file is a usage error."""
     from common.cli import UsageError
     from judges import build_judge
-    from train.grpo import config_from_args, load_rubric
+    from train.grpo import config_from_args
+    from train.grpo_loop import load_rubric
 
     path = tmp_path / "outcome.yaml"
     weights = "{task_completion: 1, tool_accuracy: 0, efficiency: 0, timing: 0, format_compliance: 0}"
@@ -183,7 +187,7 @@ class DownJudge(Judge):
 async def test_a_judge_that_stays_down_stops_the_run_resumable(vllm_tiny, tiny_model_dir: Path, tmp_path: Path) -> None:
     """Nothing is trained on a step nobody could score: the run stops with its state saved (the step
     not counted) and a resume with a working judge runs that step."""
-    from train.grpo import EndpointDown
+    from train.grpo_loop import EndpointDown
 
     config = tiny_config(tmp_path, tiny_model_dir, "down", steps=1, skip_eval=True, eval_every=0, guidance="none")
     backend = backend_for(vllm_tiny, tmp_path)
