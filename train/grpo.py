@@ -17,7 +17,6 @@ from typing import Any
 from common.cli import ArgumentParser, UsageError, run_cli
 from common.config_flags import add_config_flags
 from common.config_flags import config_from_args as fill_config
-from common.flags import FLAG_TYPES as SHARED_TYPES
 from train.backends.local import check_gpu_flags, gpu_ids
 from train.grpo_config import GRPOConfig
 from train.grpo_loop import EndpointDown, load_rubric, run_grpo
@@ -84,7 +83,7 @@ FLAG_GROUPS: dict[str | None, list[str]] = {
 }
 # "0,1" -> [0, 1]; and the judge's URLs parsed as every CLI parses them (add_config_flags would
 # make the str field a plain str).
-ARG_TYPES = {"trainer_gpus": gpu_ids, "inference_gpus": gpu_ids, "judge_base_url": SHARED_TYPES["--judge-base-url"]}
+ARG_TYPES = {"trainer_gpus": gpu_ids, "inference_gpus": gpu_ids}
 
 
 def build_parser() -> ArgumentParser:
