@@ -58,7 +58,8 @@ async def run(args: argparse.Namespace) -> int:
         )
     total = summary["total"]
     print(
-        f"{'total':26s} {total['passed']:4d}/{total['entries']} pass, {total['results_equal']} equal ({elapsed:.0f} s)"
+        f"{'total':26s} {total['passed']:4d}/{total['entries']} pass, {total['results_equal']} equal "
+        f"({elapsed:.1f} s, {total['entries'] / elapsed:.1f} entries/s)"
     )
     failing = [r for r in replays if not (r.passed and r.results_equal)]
     for replay in failing[:20]:
