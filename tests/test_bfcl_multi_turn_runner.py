@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +30,7 @@ from tests.fixtures.common import ThreadedServer, free_port
 from train.bfcl import main
 
 LIMIT = 2
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class MultiTurnScriptedServer(ThreadedServer):
@@ -112,3 +115,24 @@ def test_multi_turn_categories_run_and_score_like_the_leaderboard(
     assert summary["categories"]["multi_turn_miss_func"]["correct"] == 2
     table = capsys.readouterr().out
     assert "Multi-Turn (base, miss_func, miss_param, long_context; unweighted)" in table
+
+
+def test_rollouts_generate_runs_the_env(tmp_path: Path) -> None:
+    """`rollouts.generate --env bfcl-multi-turn`: trajectories of several user turns, the checker's verdicts."""
+    entries = [data.entry(f"multi_turn_base_{n}") for n in (0, 4)]  # the test split's first two
+    server = MultiTurnScriptedServer(entries, wrong=["multi_turn_base_4"]).start()
+    out = tmp_path / "traj.jsonl"
+    try:
+        argv = ["--env", "bfcl-multi-turn", "--split", "test", "--limit", "2", "--max-turns", "21"]
+        argv += ["--base-url", server.base_url, "--model", "scripted", "--out", str(out), "--no-progress"]
+        done = subprocess.run(
+            [sys.executable, "-m", "rollouts.generate", *argv], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr[-2000:]
+    trajectories = {t["task_id"]: t for t in read_jsonl(out)}
+    right, wrong = trajectories["multi_turn_base_0"], trajectories["multi_turn_base_4"]
+    assert right["verdict"]["success"] and right["reward"] == 1.0
+    assert right["metrics"]["user_turns"] == len(entries[0]["question"])
+    assert not wrong["verdict"]["success"] and "empty_turn_model_response" in wrong["verdict"]["reason"]
