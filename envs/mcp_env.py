@@ -37,6 +37,8 @@ on the episode's own sessions in `reset`, before the first turn, usually on tool
 server hides from the model (a tool whose MCP `_meta` has `HIDDEN_META: true`, or one
 named in `hidden_tools`); `tools` narrows the tools offered at first; `follow_ups` are
 the later user turns that `next_user` hands out in order, each adding its tools.
+Setup state is an episode's own only where its isolation gives it its own session
+(`per_session`, `per_process`); under `shared` every episode sees the last setup.
 """
 
 from __future__ import annotations
@@ -58,8 +60,10 @@ from mcp import MCPError
 from contracts import (
     EnvConfigError,
     EnvInfraError,
+    FollowUp,
     IsolationMode,
     Observation,
+    SetupCall,
     StdioStart,
     StepResult,
     Task,
@@ -420,7 +424,7 @@ class MCPEpisode:
         self._conns: dict[str, Connection] = {}
         self._closed = False
         self._offered: list[dict[str, Any]] = []
-        self._follow_ups: list[Any] = []
+        self._follow_ups: list[FollowUp] = []
         self._steps = 0  # steps with calls in the current user turn
 
     async def __aenter__(self) -> MCPEpisode:
@@ -452,7 +456,7 @@ class MCPEpisode:
             await self._setup(call)
         return Observation.model_construct(messages=env.initial_messages(task), tools=list(self._offered))
 
-    async def _setup(self, call: Any) -> None:
+    async def _setup(self, call: SetupCall) -> None:
         """One `Task.setup` call on this episode's session; a failure is the env's (EnvInfraError)."""
         server = call.server or self.env.setup_server(call.tool)
         conn = self._conns.get(server)

@@ -114,6 +114,7 @@ async def test_ground_truth_replay_passes_the_checker_with_the_leaderboards_resu
 async def test_ground_truth_replay_over_http() -> None:
     with http_server() as url:
         async with envs.load("bfcl-multi-turn", servers=url) as remote:
+            assert SETUP_TOOL not in names(await remote.tools())  # hidden over HTTP too (the tool's _meta)
             for entry_id in ("multi_turn_base_1", "multi_turn_long_context_2"):
                 replay = await replay_task(remote, task(remote, entry_id))
                 assert replay.passed and replay.results_equal, replay
