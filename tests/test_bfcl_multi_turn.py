@@ -169,6 +169,8 @@ def test_registered_env_with_a_fixed_split(env: MCPEnv) -> None:
     with pytest.raises(EnvConfigError, match="unknown BFCL multi-turn category"):
         envs.load("bfcl-multi-turn", categories="multi_turn_nope")
     assert len(envs.load("bfcl-multi-turn", categories="multi_turn_base").tasks("all")) == 200
+    with pytest.raises(EnvConfigError, match="isolation"):
+        envs.load("bfcl-multi-turn", isolation="shared")
 
 
 class GroundTruthPolicy:

@@ -38,6 +38,7 @@ def load_env(
     """An `MCPEnv` over the BFCL multi-turn server (not started). `categories`: names or a
     comma-separated string (default all four; `multi_turn` means all). Other options go to `MCPEnv`
     (`servers=` an HTTP URL or `StdioServer` of `envs.bfcl_mt.server` instead of in-process)."""
+    from contracts import EnvConfigError
     from envs.mcp_env import MCPEnv
 
     from .scoring import make_verifier
@@ -51,6 +52,8 @@ def load_env(
         chosen = list(CATEGORIES) if chosen == ["multi_turn"] else chosen
     else:
         chosen = list(categories)
+    if options.get("isolation") == "shared":  # one session for every episode: their states would mix
+        raise EnvConfigError("env 'bfcl-multi-turn' keeps each episode's state: isolation per_session or per_process")
     servers = options.pop("servers", build_server)
     options.setdefault("name", "bfcl-multi-turn")
     options.setdefault("tasks", TaskLoader(chosen))
