@@ -197,14 +197,13 @@ class MCPEnv:
         parallel_calls: bool = True,
         user_turn_step_limit: int | None = None,
     ) -> None:
+        """Resolve and store the options (long only for their number: no logic beyond checks)."""
         targets, config = resolve_servers(servers, name=name)
         section = config.mcpgym if config is not None else None
         if section is not None and section.name and name == "mcp":
             name = section.name
         isolation = isolation or (section.isolation if section else None) or "per_session"
-        if isolation not in ISOLATION_MODES:
-            modes = ", ".join(ISOLATION_MODES)
-            raise EnvConfigError(f"env '{name}': isolation must be one of {modes}, got {isolation!r}")
+        _check_one_of(name, "isolation", isolation, ISOLATION_MODES)
         if tasks is None and config is not None:
             tasks = config.tasks_path()
         self.name = name
@@ -219,9 +218,7 @@ class MCPEnv:
         self.config = config
         log_path = Path(server_log) if server_log is not None else None
         stdio_start = stdio_start or (section.stdio_start if section else None) or "auto"
-        if stdio_start not in STDIO_STARTS:
-            starts = ", ".join(STDIO_STARTS)
-            raise EnvConfigError(f"env '{name}': stdio_start must be one of {starts}, got {stdio_start!r}")
+        _check_one_of(name, "stdio_start", stdio_start, STDIO_STARTS)
         self.stdio_start: StdioStart = stdio_start
         self.handles = {
             n: ServerHandle(n, t, server_log=log_path, stdio_start=stdio_start, startup_timeout_s=startup_timeout_s)
@@ -582,6 +579,11 @@ async def _gather_first_error(coros: list[Any]) -> list[Any]:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
+
+
+def _check_one_of(env: str, option: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise EnvConfigError(f"env '{env}': {option} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def _takes_turns(verifier: Verifier) -> bool:

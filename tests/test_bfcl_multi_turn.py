@@ -218,3 +218,11 @@ async def test_a_turn_past_the_step_limit_ends_the_conversation(env: MCPEnv) -> 
     assert traj.metrics["user_turns"] == 1  # 21 steps in turn 0: the leaderboard's force quit
     assert traj.verdict is not None and not traj.verdict.success
     assert "force_terminated" in traj.verdict.reason
+
+
+async def test_partial_credit_option_scores_turns_passed() -> None:
+    async with envs.load("bfcl-multi-turn", categories="multi_turn_base", partial_credit=True) as partial:
+        t = task(partial, "multi_turn_base_0")
+        turns = gt_turns(t.id)
+        verdict = partial.verify(t, "", [c for turn in turns for c in turn], turns=[*turns[:-1], []])
+    assert not verdict.success and verdict.score == pytest.approx((len(turns) - 1) / len(turns))
