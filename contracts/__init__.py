@@ -24,7 +24,7 @@ from .env import (
 )
 from .policy import Policy, PolicyTurn, TokenLogprobs
 from .record import StopReason, Trajectory, TrajectoryError, TurnLogprobs, TurnStats, trajectory_id, utc_now
-from .task import ExpectedCall, Task, TaskKind, ToolCall, ToolOutcome, Verdict
+from .task import ExpectedCall, FollowUp, SetupCall, Task, TaskKind, ToolCall, ToolOutcome, Verdict
 
 __all__ = [
     "EnvConfigError",
@@ -32,10 +32,12 @@ __all__ = [
     "Environment",
     "Episode",
     "ExpectedCall",
+    "FollowUp",
     "IsolationMode",
     "Observation",
     "Policy",
     "PolicyTurn",
+    "SetupCall",
     "StdioStart",
     "StepResult",
     "StopReason",

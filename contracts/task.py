@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TaskKind = Literal["single", "multi_step", "parallel", "no_tool", "open"]
+TaskKind = Literal["single", "multi_step", "parallel", "no_tool", "open", "multi_turn"]
 
 
 class ExpectedCall(BaseModel):
@@ -29,8 +29,36 @@ class ExpectedCall(BaseModel):
     step: int = 0
 
 
+class SetupCall(BaseModel):
+    """A call the environment makes before the model's first turn, to put the episode's
+    server session in the task's starting state (load a scenario, seed a database).
+
+    `tool` is the tool's name on its server (usually one the server hides from the model, see
+    `envs.mcp_env.HIDDEN_META`); `server` names the env's server when it has several."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    server: str | None = None
+
+
+class FollowUp(BaseModel):
+    """A later user turn of a conversation: the messages the user sends once the model has
+    answered the turn before, and the tools offered from this turn on (added to those before)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[dict[str, Any]]  # usually one {"role": "user", ...} message
+    add_tools: list[str] = Field(default_factory=list)
+
+
 class Task(BaseModel):
-    """One question for an environment, with what a right solution looks like."""
+    """One question for an environment, with what a right solution looks like.
+
+    The optional fields a stateful or conversational environment needs: `setup` (calls that
+    seed the episode's state before the first turn), `tools` (the names of the env's tools
+    this task offers at first; None: all) and `follow_ups` (the later user turns, in order)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -42,6 +70,9 @@ class Task(BaseModel):
     split: str | None = None
     tolerance: float = 0.01  # relative tolerance for numeric answers
     metadata: dict[str, Any] = Field(default_factory=dict)
+    setup: list[SetupCall] = Field(default_factory=list)
+    tools: list[str] | None = None
+    follow_ups: list[FollowUp] = Field(default_factory=list)
 
 
 class ToolCall(BaseModel):

@@ -31,11 +31,20 @@ fit the schema, a tool that raises, a timeout) comes back as the tool message
 and the episode goes on; what the environment gets wrong (a server that died,
 refused the connection, spoke nonsense or never started) raises
 `EnvInfraError`.
+
+Stateful and conversational tasks (see `contracts.Task`): a task's `setup` calls run
+on the episode's own sessions in `reset`, before the first turn, usually on tools the
+server hides from the model (a tool whose MCP `_meta` has `HIDDEN_META: true`, or one
+named in `hidden_tools`); `tools` narrows the tools offered at first; `follow_ups` are
+the later user turns that `next_user` hands out in order, each adding its tools.
+Setup state is an episode's own only where its isolation gives it its own session
+(`per_session`, `per_process`); under `shared` every episode sees the last setup.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 import time
@@ -51,8 +60,10 @@ from mcp import MCPError
 from contracts import (
     EnvConfigError,
     EnvInfraError,
+    FollowUp,
     IsolationMode,
     Observation,
+    SetupCall,
     StdioStart,
     StepResult,
     Task,
@@ -69,7 +80,10 @@ from .tasks import TasksArg, TaskSource
 
 log = logging.getLogger(__name__)
 
-Verifier = Callable[[Task, str, list[ToolCall]], Verdict]
+# (task, answer, calls) -> Verdict; a verifier that takes `turns=` also gets each user turn's calls.
+Verifier = Callable[..., Verdict]
+# A tool's MCP `_meta` key that hides it from the model (setup hooks: `Task.setup` calls it).
+HIDDEN_META = "mcpgym/hidden"
 ISOLATION_MODES: tuple[IsolationMode, ...] = ("shared", "per_session", "per_process")
 STDIO_STARTS: tuple[StdioStart, ...] = ("auto", "fork", "spawn")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -153,6 +167,14 @@ class MCPEnv:
     preloaded interpreter where the command is Python running a script or `-m module` on
     POSIX, else spawned), "fork" (insist; a config error where impossible) or "spawn".
     Defaults to the JSON's `mcpgym.stdio_start`, else "auto".
+    `hidden_tools`: tools of the servers the model never sees or calls (besides those
+    their server marks hidden with `HIDDEN_META`); a task's `setup` calls them.
+    `check_arguments=False`: send the model's arguments as they are, for servers that
+    answer ill-typed arguments themselves (as a benchmark's own execution would).
+    `parallel_calls=False`: run the calls of one step one after another, in call order,
+    for servers whose calls depend on their order.
+    `user_turn_step_limit`: a conversation ends (no next user turn) after a user turn
+    in which the model made tool calls in more steps than this.
     """
 
     def __init__(
@@ -170,15 +192,18 @@ class MCPEnv:
         startup_timeout_s: float = 30.0,
         server_log: str | Path | None = None,
         stdio_start: StdioStart | None = None,
+        hidden_tools: Iterable[str] = (),
+        check_arguments: bool = True,
+        parallel_calls: bool = True,
+        user_turn_step_limit: int | None = None,
     ) -> None:
+        """Resolve and store the options (long only for their number: no logic beyond checks)."""
         targets, config = resolve_servers(servers, name=name)
         section = config.mcpgym if config is not None else None
         if section is not None and section.name and name == "mcp":
             name = section.name
         isolation = isolation or (section.isolation if section else None) or "per_session"
-        if isolation not in ISOLATION_MODES:
-            modes = ", ".join(ISOLATION_MODES)
-            raise EnvConfigError(f"env '{name}': isolation must be one of {modes}, got {isolation!r}")
+        _check_one_of(name, "isolation", isolation, ISOLATION_MODES)
         if tasks is None and config is not None:
             tasks = config.tasks_path()
         self.name = name
@@ -193,9 +218,7 @@ class MCPEnv:
         self.config = config
         log_path = Path(server_log) if server_log is not None else None
         stdio_start = stdio_start or (section.stdio_start if section else None) or "auto"
-        if stdio_start not in STDIO_STARTS:
-            starts = ", ".join(STDIO_STARTS)
-            raise EnvConfigError(f"env '{name}': stdio_start must be one of {starts}, got {stdio_start!r}")
+        _check_one_of(name, "stdio_start", stdio_start, STDIO_STARTS)
         self.stdio_start: StdioStart = stdio_start
         self.handles = {
             n: ServerHandle(n, t, server_log=log_path, stdio_start=stdio_start, startup_timeout_s=startup_timeout_s)
@@ -203,6 +226,11 @@ class MCPEnv:
         }
         for handle in self.handles.values():
             handle.check_isolation(isolation)
+        self.hidden_tools = frozenset(hidden_tools)
+        self.check_arguments = check_arguments
+        self.parallel_calls = parallel_calls
+        self.user_turn_step_limit = user_turn_step_limit
+        self._server_tools: dict[str, set[str]] = {}
         self._tasks = TaskSource(tasks, env_name=name)
         self._verifier = verifier
         self._providers: dict[str, Provider] = {}
@@ -265,6 +293,8 @@ class MCPEnv:
         return tools
 
     def _route(self, listed: dict[str, list[mcp_types.Tool]]) -> None:
+        self._server_tools = {server: {tool.name for tool in tools} for server, tools in listed.items()}
+        listed = {server: [t for t in tools if not self._is_hidden(t)] for server, tools in listed.items()}
         counts: dict[str, int] = {}
         for tools in listed.values():
             for tool in tools:
@@ -279,6 +309,28 @@ class MCPEnv:
         self._tools = entries
         self._openai_tools = [entry.schema for entry in entries.values()]
         self._tool_names = ", ".join(entries)
+
+    def _is_hidden(self, tool: mcp_types.Tool) -> bool:
+        return tool.name in self.hidden_tools or bool((tool.meta or {}).get(HIDDEN_META))
+
+    def setup_server(self, tool: str) -> str:
+        """The server a setup call without `server` goes to: the only one, or the one with that tool."""
+        if len(self.handles) == 1:
+            return next(iter(self.handles))
+        having = [server for server, names in self._server_tools.items() if tool in names]
+        if len(having) != 1:
+            raise EnvConfigError(f"env '{self.name}': setup tool '{tool}' is on {len(having)} servers; name its server")
+        return having[0]
+
+    def offered_tools(self, names: Iterable[str] | None) -> list[dict[str, Any]]:
+        """The OpenAI schemas of the tools named (all the env's tools when None), in the env's order."""
+        if names is None:
+            return list(self._openai_tools)
+        wanted = set(names)
+        unknown = wanted - set(self._tools)
+        if unknown:
+            raise EnvConfigError(f"env '{self.name}': a task offers unknown tools {', '.join(sorted(unknown))}")
+        return [entry.schema for name, entry in self._tools.items() if name in wanted]
 
     async def aclose(self) -> None:
         """Close every episode's and pool's connections and stop owned servers."""
@@ -320,9 +372,15 @@ class MCPEnv:
         """Tasks of one split; EnvConfigError when the env has no such split."""
         return self._tasks.tasks(split)
 
-    def verify(self, task: Task, answer: str, calls: list[ToolCall]) -> Verdict:
-        """The env's judgement of a finished episode (default: `envs.verify.verify_answer`)."""
+    def verify(
+        self, task: Task, answer: str, calls: list[ToolCall], turns: list[list[ToolCall]] | None = None
+    ) -> Verdict:
+        """The env's judgement of a finished episode (default: `envs.verify.verify_answer`).
+        `turns`: the calls of each user turn, for a conversation of several (given to a verifier
+        that takes `turns=`)."""
         verifier = self._verifier or _default_verifier()
+        if turns is not None and _takes_turns(verifier):
+            return verifier(task, answer, calls, turns=turns)
         return verifier(task, answer, calls)
 
     def initial_messages(self, task: Task) -> list[dict[str, Any]]:
@@ -362,6 +420,9 @@ class MCPEpisode:
         self.task: Task | None = None
         self._conns: dict[str, Connection] = {}
         self._closed = False
+        self._offered: list[dict[str, Any]] = []
+        self._follow_ups: list[FollowUp] = []
+        self._steps = 0  # steps with calls in the current user turn
 
     async def __aenter__(self) -> MCPEpisode:
         return self
@@ -385,7 +446,25 @@ class MCPEpisode:
             conns = await _gather_first_error([providers[n].acquire() for n in names])
         self._conns = dict(zip(names, conns, strict=True))
         self.task = task
-        return Observation.model_construct(messages=env.initial_messages(task), tools=list(env._openai_tools))
+        self._offered = env.offered_tools(task.tools)
+        self._follow_ups = list(task.follow_ups)
+        self._steps = 0
+        for call in task.setup:
+            await self._setup(call)
+        return Observation.model_construct(messages=env.initial_messages(task), tools=list(self._offered))
+
+    async def _setup(self, call: SetupCall) -> None:
+        """One `Task.setup` call on this episode's session; a failure is the env's (EnvInfraError)."""
+        server = call.server or self.env.setup_server(call.tool)
+        conn = self._conns.get(server)
+        if conn is None:
+            raise EnvConfigError(f"env '{self.env.name}': setup call '{call.tool}' names unknown server '{server}'")
+        try:
+            result = await conn.call(call.tool, call.arguments, self.env.startup_timeout_s)
+        except (CallTimeout, MCPError) as exc:
+            raise EnvInfraError(f"setup call '{call.tool}' failed: {exc}") from None
+        if result.is_error:
+            raise EnvInfraError(f"setup call '{call.tool}' failed: {result_text(result)}")
 
     async def step(self, tool_calls: Iterable[ToolCall | Mapping[str, Any]]) -> StepResult:
         if not self._conns:
@@ -394,8 +473,9 @@ class MCPEpisode:
         info = {"group": self.group} if self.group is not None else {}
         if not calls:  # an answer without calls ends the episode
             return StepResult.model_construct(messages=[], outcomes=[], done=True, info=info)
-        if len(calls) == 1:
-            results = [await self._run(calls[0])]
+        self._steps += 1
+        if len(calls) == 1 or not self.env.parallel_calls:
+            results = [await self._run(call) for call in calls]
         else:
             results = await _gather_first_error([self._run(c) for c in calls])
         return StepResult.model_construct(
@@ -403,8 +483,21 @@ class MCPEpisode:
         )
 
     async def next_user(self, answer: str) -> UserTurn | None:
-        """A single question: the conversation is over after the first answer."""
-        return None
+        """The task's next follow-up turn (with the tools offered from then on when it adds
+        some); None when there is none left (a single question: at once), or when the turn
+        just ended ran past the env's `user_turn_step_limit`."""
+        limit = self.env.user_turn_step_limit
+        steps, self._steps = self._steps, 0
+        if not self._follow_ups or (limit is not None and steps > limit):
+            return None
+        follow = self._follow_ups.pop(0)
+        tools = None
+        if follow.add_tools:
+            offered = {tool["function"]["name"] for tool in self._offered}
+            added = [t for t in self.env.offered_tools(follow.add_tools) if t["function"]["name"] not in offered]
+            self._offered = [*self._offered, *added]
+            tools = list(self._offered)
+        return UserTurn.model_construct(messages=list(follow.messages), tools=tools)
 
     async def _run(self, call: ToolCall) -> tuple[dict[str, Any], ToolOutcome]:
         env = self.env
@@ -420,7 +513,7 @@ class MCPEpisode:
             return self._reply(
                 call, start, "bad_arguments", f"Error: {exc}. Call '{call.name}' again with a JSON object of arguments."
             )
-        problem = entry.check_arguments(arguments)
+        problem = entry.check_arguments(arguments) if env.check_arguments else None
         if problem is not None:
             return self._reply(call, start, "bad_arguments", f"Error: invalid arguments for '{call.name}': {problem}")
         timeout_s = env.handles[entry.server].call_timeout_s or env.call_timeout_s
@@ -488,6 +581,19 @@ async def _gather_first_error(coros: list[Any]) -> list[Any]:
             await asyncio.wait(pending)
 
 
+def _check_one_of(env: str, option: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise EnvConfigError(f"env '{env}': {option} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _takes_turns(verifier: Verifier) -> bool:
+    try:
+        parameters = inspect.signature(verifier).parameters
+    except (TypeError, ValueError):
+        return False
+    return "turns" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
 def _default_verifier() -> Verifier:
     try:
         from .verify import verify_answer
@@ -504,4 +610,4 @@ def _plain_verify(task: Task, answer: str, calls: list[ToolCall]) -> Verdict:
     return Verdict(success=ok, score=1.0 if ok else 0.0, reason="answer matches" if ok else "answer differs")
 
 
-__all__ = ["EnvInfraError", "MCPEnv", "MCPEpisode", "resolve_servers"]
+__all__ = ["HIDDEN_META", "EnvInfraError", "MCPEnv", "MCPEpisode", "resolve_servers"]

@@ -7,7 +7,7 @@ A spec is, in the order tried:
 - `package.module:factory`, where the factory returns an `MCPEnv` (or a
   FastMCP server, which then becomes the env's in-process server factory), or
   the attribute is a FastMCP server itself;
-- a name: a built-in (`energy`) or any entry point in group `mcpgym.envs`.
+- a name: a built-in (`energy`, `bfcl-multi-turn`) or any entry point in group `mcpgym.envs`.
 
 A spec that does not resolve is one `EnvConfigError` line.
 """
@@ -25,7 +25,7 @@ from contracts import EnvConfigError
 
 ENTRY_POINT_GROUP = "mcpgym.envs"
 # Built-ins work even where the distribution's entry points are not installed.
-BUILTINS: dict[str, str] = {"energy": "envs.energy:load_env"}
+BUILTINS: dict[str, str] = {"energy": "envs.energy:load_env", "bfcl-multi-turn": "envs.bfcl_mt:load_env"}
 
 
 @dataclass(frozen=True)

@@ -113,8 +113,8 @@ def test_server_down_is_an_infra_failure_not_a_wrong_answer(tmp_path: Path, caps
     [
         (["--limit", "0"], "--limit must be at least 1"),
         (["--categories", "simple,nope"], "unknown BFCL category 'nope'"),
-        (["--categories", "multi_turn_base"], "multi-turn categories (multi_turn_base) are not supported yet"),
-        (["--categories", "multi_turn"], "not supported yet"),
+        (["--categories", "multi_turn_nope"], "unknown BFCL category 'multi_turn_nope'"),
+        (["--categories", "multi_turn", "--limit", "0"], "--limit must be at least 1"),  # multi_turn is accepted
         (["--concurrency", "x"], "invalid int value"),
         (["--compare", "missing_a.jsonl", "missing_b.jsonl"], "no such file"),
     ],
@@ -129,14 +129,14 @@ def test_bad_flags_are_one_line_and_exit_2(argv: list[str], message: str, capsys
 
 def test_module_cli_exit_code_and_help() -> None:
     bad = subprocess.run(
-        [sys.executable, "-m", "train.bfcl", "--categories", "multi_turn_long_context"],
+        [sys.executable, "-m", "train.bfcl", "--categories", "multi_turn_long_contxt"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert bad.returncode == 2
-    assert len(bad.stderr.strip().splitlines()) == 1 and "not supported yet" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and "unknown BFCL category" in bad.stderr
     assert bad.stdout == ""
 
 

@@ -16,12 +16,14 @@ leaderboard stores it and the assistant message (appended as answers arrive:
 safe to kill); a per-category table with the leaderboard's aggregates on
 stdout and in the summary JSON (`--summary`, default OUT with `.summary.json`).
 
-Multi-turn categories (multi_turn_base/miss_func/miss_param/long_context) are
-not supported yet: they need the leaderboard's simulated stateful APIs (a file
-system, trading bot, travel booking, vehicle control, messaging, posting,
-ticketing and math APIs, instantiated per entry from its `initial_config`),
-executed turn by turn with the model's calls and checked against the ground
-truth's end state and execution results. Asking for them exits 2 and says so.
+Multi-turn categories (multi_turn_base/miss_func/miss_param/long_context, or
+`multi_turn` for all four) run through mcpgym's own environment path
+(train.bfcl_multi_turn): each entry is an episode of the bfcl-multi-turn env
+(envs.bfcl_mt: the leaderboard's stateful APIs behind an MCP server, one user
+turn after another, at most 20 steps a turn) scored by the leaderboard's own
+`multi_turn_checker`; the record's `reply` is the calls of each turn as the
+leaderboard's decoded call text. The Multi-Turn aggregate is the unweighted
+mean of the four, beside the single-turn ones.
 
 Resume, as every resumable writer does it (rollouts.resume): rerunning the
 same command skips the ids already in `--out`, except entries that failed on
@@ -81,11 +83,9 @@ from rollouts.resume import Record, is_infra_record, resume_records
 from rollouts.rollout import Policy, RetryConfig, act_with_retries
 from rollouts.runner import move_aside
 
+from .bfcl_multi_turn import MultiTurnOutcome, MultiTurnRunner
+
 BFCL_TEMPERATURE = 0.001  # the leaderboard's default sampling temperature
-MULTI_TURN_UNSUPPORTED = (
-    "BFCL multi-turn categories ({names}) are not supported yet: they need the leaderboard's simulated "
-    "stateful APIs (file system, trading, travel, vehicle, messaging, posting, ticketing, math) run turn by turn"
-)
 
 
 class BfclRecord(BaseModel):
@@ -142,9 +142,30 @@ class _InfraError(Exception):
 
 
 def check_categories(categories: Sequence[str]) -> None:
-    asked = [name for name in categories if name in MULTI_TURN]
-    if asked:
-        raise UsageError(MULTI_TURN_UNSUPPORTED.format(names=", ".join(asked)))
+    """Every category runs (multi-turn ones through the bfcl-multi-turn env); kept for callers."""
+    del categories
+
+
+async def answer_multi_turn(
+    runner: MultiTurnRunner, policy: Policy, entry: BfclEntry, counter: Counter[str]
+) -> BfclRecord:
+    """One multi-turn entry as an episode of the env. Raises _InfraError when the server, not the model, failed."""
+    outcome: MultiTurnOutcome = await runner.answer(policy, entry.id)
+    if outcome.infra is not None:
+        raise _InfraError(outcome.infra)
+    return BfclRecord(
+        id=entry.id,
+        category=entry.category,
+        model=policy.model,
+        valid=outcome.valid,
+        error_type=outcome.error_type,
+        error=[outcome.reason] if not outcome.valid else [],
+        reply=outcome.reply,
+        latency_s=outcome.latency_s,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        created=_now(),
+    )
 
 
 async def answer_entry(policy: Policy, entry: BfclEntry, retry: RetryConfig, counter: Counter[str]) -> BfclRecord:
@@ -265,11 +286,16 @@ async def _run_locked(
     appender = JsonlAppender(out_path) if out_path is not None else None
     queue = iter(work)
     tally = Counter[str]()
+    multi_turn = [category for category in categories if category in MULTI_TURN]
+    runner = MultiTurnRunner(multi_turn, retry) if any(e.category in MULTI_TURN for e in work) else None
 
     async def worker() -> None:
         for entry in queue:  # one shared iterator: each entry goes to exactly one worker
             try:
-                record = await answer_entry(policy, entry, retry, counter)
+                if runner is not None and entry.category in MULTI_TURN:
+                    record = await answer_multi_turn(runner, policy, entry, counter)
+                else:
+                    record = await answer_entry(policy, entry, retry, counter)
             except _InfraError as exc:
                 infra.append(f"{entry.id}: {exc}")
                 tally["infra"] += 1
@@ -286,7 +312,7 @@ async def _run_locked(
             )
 
     try:
-        async with anyio.create_task_group() as group:
+        async with runner if runner is not None else contextlib.nullcontext(), anyio.create_task_group() as group:
             for _ in range(min(concurrency, max(1, len(work)))):
                 group.start_soon(worker)
     finally:
@@ -341,7 +367,7 @@ SUMMARY_ROWS = [
     ("live", "Live (live AST categories; weighted by count)"),
     ("irrelevance", "Irrelevance (irrelevance, live_irrelevance; unweighted)"),
     ("relevance", "Relevance (live_relevance)"),
-    ("multi_turn", "Multi-Turn (not supported yet)"),
+    ("multi_turn", "Multi-Turn (base, miss_func, miss_param, long_context; unweighted)"),
     ("overall", "Overall (10 Non-Live + 10 Live + 10 Irrelevance + 30 Multi-Turn + 40 Agentic)"),
 ]
 
@@ -464,14 +490,15 @@ def _default_out(model: str) -> Path:
 def build_parser(prog: str = "python -m train.bfcl") -> ArgumentParser:
     parser = ArgumentParser(
         prog=prog,
-        description="Run BFCL v4 (the Berkeley Function Calling Leaderboard, single-turn categories) against an "
-        "OpenAI-compatible model and score it with the leaderboard's AST checker; or --compare two runs.",
+        description="Run BFCL v4 (the Berkeley Function Calling Leaderboard: single-turn categories with its AST "
+        "checker, multi-turn ones through the bfcl-multi-turn env with its multi-turn checker) against an "
+        "OpenAI-compatible model; or --compare two runs.",
     )
     parser.add_argument("--bench", choices=("bfcl",), default="bfcl", help="the benchmark (for train.eval's argv)")
     parser.add_argument(
         "--categories",
         default="single_turn",
-        help="comma-separated BFCL categories or groups (simple, non_live, live, single_turn, python, ...)",
+        help="comma-separated BFCL categories or groups (simple, non_live, live, single_turn, multi_turn, ...)",
     )
     add_policy_endpoint(parser)
     add_flag(parser, "--limit", type=int, default=None, help="only the first N entries of each category")
