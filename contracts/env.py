@@ -71,7 +71,8 @@ class Episode(Protocol):
 class Environment(Protocol):
     """What `rollouts.rollout` uses: a name for the record, tasks, isolated episodes, a verifier.
 
-    `verify` may be sync or async; `calls` are all the model's tool calls, in order."""
+    `verify` may be sync or async; `calls` are all the model's tool calls, in order; `turns` (given
+    only when the conversation had several user turns) are the calls of each user turn."""
 
     name: str
 
@@ -79,4 +80,6 @@ class Environment(Protocol):
 
     def episode(self, group: str | None = None) -> contextlib.AbstractAsyncContextManager[Episode]: ...
 
-    def verify(self, task: Task, answer: str, calls: list[ToolCall]) -> Verdict | Any: ...
+    def verify(
+        self, task: Task, answer: str, calls: list[ToolCall], *, turns: list[list[ToolCall]] | None = None
+    ) -> Verdict | Any: ...
