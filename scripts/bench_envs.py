@@ -253,16 +253,7 @@ async def raw_stdio_session() -> AsyncIterator[Any]:
 
 
 async def measure_rollouts(n: int, concurrency: int, rollout: Callable[[], Awaitable[str]]) -> dict[str, Any]:
-    wrong = 0
-
-    async def one(i: int) -> None:
-        nonlocal wrong
-        if await rollout() != EXPECTED_ANSWER:
-            wrong += 1
-
-    wall, latencies = await run_concurrently(n, concurrency, one)
-    if wrong:
-        raise RuntimeError(f"{wrong} of {n} rollouts got a wrong answer")
+    wall, latencies = await timed_rollouts(n, concurrency, rollout)
     return {"rollouts": n, "concurrency": concurrency, "rollouts_per_s": round(n / wall, 2), **percentiles(latencies)}
 
 
@@ -425,6 +416,7 @@ async def timed_art_pattern(base_url: str, n: int, concurrency: int) -> tuple[fl
 
 
 async def timed_rollouts(n: int, concurrency: int, rollout: Callable[[], Awaitable[str]]) -> tuple[float, list[float]]:
+    """(wall seconds, latencies) of `n` rollouts at `concurrency`; any wrong answer fails the run."""
     wrong = 0
 
     async def one(i: int) -> None:
