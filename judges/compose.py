@@ -111,36 +111,35 @@ def build_judge(
         endpoint = JudgeEndpoint(
             model=judge_model, base_url=judge_base_url, api_key_env=api_key_env, extra_body=extra_body or {}
         )
-    judges: list[tuple[float, Judge]] = []
-    for name, weight in parts:
-        judge: Judge
-        if name == "rules":
-            judge = RulesJudge(rubric, concurrency=concurrency)
-        elif name == "ruler":
-            from .ruler import RulerJudge
-
-            assert endpoint is not None
-            judge = RulerJudge(
-                endpoint,
-                rubric=judge_rubric,
-                concurrency=concurrency,
-                cache=cache,
-                retries=retries,
-                backoff_s=backoff_s,
-            )
-        else:
-            from .llm_judge import LLMJudge
-
-            assert endpoint is not None
-            judge = LLMJudge(
-                endpoint,
-                rubric=judge_rubric,
-                concurrency=concurrency,
-                cache=cache,
-                retries=retries,
-                backoff_s=backoff_s,
-            )
-        judges.append((weight, judge))
+    # The LLM judges (ruler, llm) share one endpoint, cache and retry policy.
+    llm_options: dict[str, Any] = {
+        "rubric": judge_rubric,
+        "concurrency": concurrency,
+        "cache": cache,
+        "retries": retries,
+        "backoff_s": backoff_s,
+    }
+    judges = [(weight, _part(name, rubric, concurrency, endpoint, llm_options)) for name, weight in parts]
     if len(judges) == 1 and judges[0][0] == 1.0:
         return judges[0][1]
     return ComposedJudge(judges)
+
+
+def _part(
+    name: str,
+    rubric: RubricConfig | None,
+    concurrency: int,
+    endpoint: JudgeEndpoint | None,
+    llm_options: dict[str, Any],
+) -> Judge:
+    """One judge of a spec; the LLM judges load on first use (they pull in their clients)."""
+    if name == "rules":
+        return RulesJudge(rubric, concurrency=concurrency)
+    assert endpoint is not None
+    if name == "ruler":
+        from .ruler import RulerJudge
+
+        return RulerJudge(endpoint, **llm_options)
+    from .llm_judge import LLMJudge
+
+    return LLMJudge(endpoint, **llm_options)

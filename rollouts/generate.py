@@ -32,12 +32,15 @@ with a warning line and the counts when some did; 2 for bad input.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 from common.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from common.config_flags import add_config_flags, config_from_args
 from common.flags import add_flag, add_policy_endpoint, apply_no_progress
+from contracts import Task
 from rollouts.jsonl import JsonlFormatError
 
 from .endpoints import summary_line
@@ -45,8 +48,17 @@ from .envs_io import open_env
 from .policy import ChatPolicy, PolicyConfig
 from .questions import load_questions
 from .rollout import RetryConfig
-from .runner import run_rollouts
+from .runner import RunResult, run_rollouts
 from .tracing import setup_tracing, wanted_project
+
+POLICY_HELP = {
+    "temperature": "sampling temperature",
+    "top_p": "nucleus sampling",
+    "max_tokens": "max tokens per policy turn",
+    "seed": "sampling seed (when the server supports it); each task and sample gets its own, derived from it",
+    "tool_choice": "tool_choice sent to the server",
+    "logprobs": "record per-token logprobs and token ids (for RL)",
+}
 
 
 def build_parser() -> ArgumentParser:
@@ -64,19 +76,15 @@ def build_parser() -> ArgumentParser:
 
     pol = parser.add_argument_group("policy")
     add_policy_endpoint(pol)
-    pol.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
-    pol.add_argument("--top-p", type=float, default=None, help="nucleus sampling")
-    pol.add_argument("--max-tokens", type=int, default=2048, help="max tokens per policy turn")
-    pol.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help="sampling seed (when the server supports it); each task and sample gets its own, derived from it",
+    # These restate PolicyConfig's fields: their types, defaults and choices come from it.
+    add_config_flags(
+        pol,
+        PolicyConfig,
+        ["temperature", "top_p", "max_tokens", "seed", "tool_choice", "logprobs"],
+        types={"tool_choice": str},
+        help=POLICY_HELP,
+        tool_choice={"choices": ("auto", "required", "none")},
     )
-    pol.add_argument(
-        "--tool-choice", choices=("auto", "required", "none"), default="auto", help="tool_choice sent to the server"
-    )
-    pol.add_argument("--logprobs", action="store_true", help="record per-token logprobs and token ids (for RL)")
     pol.add_argument("--no-think", action="store_true", help="do not keep <think> text in the trajectories")
     pol.add_argument("--request-timeout", type=float, default=120.0, help="seconds per policy request")
 
@@ -117,26 +125,14 @@ def stats_path(out: Path, stats: str | None) -> Path:
     return Path(stats) if stats else out.with_name(out.stem + ".stats.json")
 
 
-async def main() -> int:
-    args = build_parser().parse_args()
-    _check(args)
-    questions = load_questions(args.questions) if args.questions else None
-    apply_no_progress(args.no_progress)
-    setup_tracing(wanted_project(args.weave, disabled=args.no_weave))
-    config = PolicyConfig(
-        base_url=args.base_url,
-        model=args.model,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_tokens=args.max_tokens,
-        seed=args.seed,
-        tool_choice=args.tool_choice,
-        logprobs=args.logprobs,
-        keep_think=not args.no_think,
-        request_timeout_s=args.request_timeout,
-        api_key_env=args.api_key_env,
-    )
-    out = Path(args.out)
+def policy_config(args: argparse.Namespace) -> PolicyConfig:
+    """The policy the flags describe (`--no-think` and `--request-timeout` are named for the CLI)."""
+    values = vars(args) | {"keep_think": not args.no_think, "request_timeout_s": args.request_timeout}
+    return config_from_args(PolicyConfig, values)
+
+
+async def generate(args: argparse.Namespace, config: PolicyConfig, questions: list[Task] | None) -> RunResult:
+    """The run the flags ask for: the env's split (or `questions`), first `--limit`, into `--out`."""
     async with open_env(args.env) as env:
         tasks = questions if questions is not None else env.tasks(args.split)
         if args.limit is not None:
@@ -144,13 +140,13 @@ async def main() -> int:
         if not tasks:
             raise UsageError(f"no tasks: env {env.name!r} split {args.split!r} is empty")
         async with ChatPolicy(config) as policy:
-            result = await run_rollouts(
+            return await run_rollouts(
                 env,
                 policy,
                 tasks,
                 samples=args.samples,
                 concurrency=args.concurrency,
-                out=out,
+                out=Path(args.out),
                 resume=not args.no_resume,
                 timeout_s=args.timeout,
                 retry=RetryConfig(retries=args.retries),
@@ -160,9 +156,15 @@ async def main() -> int:
                 durable=args.fsync,
                 retry_infra=not args.keep_infra,
             )
-    stats_file = stats_path(out, args.report)
-    stats_file.parent.mkdir(parents=True, exist_ok=True)
-    stats_file.write_text(json.dumps(result.stats.model_dump(mode="json"), indent=2) + "\n")
+
+
+def write_report(result: RunResult, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.stats.model_dump(mode="json"), indent=2) + "\n")
+
+
+def print_summary(result: RunResult, out: Path, stats_file: Path) -> None:
+    """The closing lines: where the old file went, the counts, and the replicas when they matter."""
     s = result.stats
     if result.moved_aside:
         print(f"moved the old {out} aside to {result.moved_aside}", file=sys.stderr)
@@ -174,14 +176,31 @@ async def main() -> int:
     )
     if len(s.endpoints) > 1 or any(item.failures for item in s.endpoints):
         print(f"endpoints: {summary_line(s.endpoints)}")
+
+
+def exit_code(result: RunResult, endpoint: str) -> int:
     failed = [traj for traj in result.trajectories if traj.is_infra_failure]
     return infra_exit_code(
         what="rollouts",
         total=len(result.trajectories),
         failed=len(failed),
-        endpoint=args.base_url,
+        endpoint=endpoint,
         error=failed[0].error.message if failed and failed[0].error else None,
     )
+
+
+async def main() -> int:
+    args = build_parser().parse_args()
+    _check(args)
+    questions = load_questions(args.questions) if args.questions else None
+    apply_no_progress(args.no_progress)
+    setup_tracing(wanted_project(args.weave, disabled=args.no_weave))
+    config = policy_config(args)
+    result = await generate(args, config, questions)
+    out, stats_file = Path(args.out), stats_path(Path(args.out), args.report)
+    write_report(result, stats_file)
+    print_summary(result, out, stats_file)
+    return exit_code(result, args.base_url)
 
 
 if __name__ == "__main__":

@@ -385,57 +385,15 @@ async def _questions_locked(
     progress: bool,
 ) -> QuestionRun:
     tool_names = tool_names_of(tools)
-    known = set(tool_names)
     schema = batch_schema(batch_size, tool_names)
-    accepted: list[QuestionRecord] = []
-    if out_path is not None and out_path.exists():  # noqa: ASYNC240  (once, before any request)
-        # Questions have no infra failures to retry: one record per id, compacted (rollouts.resume).
-        for number, record in enumerate(resume_records(out_path, retry=None).records, start=1):
-            try:
-                accepted.append(QuestionRecord.model_validate(record))
-            except ValidationError:
-                raise JsonlFormatError(f"{out_path}: record {number} is not a question record") from None
+    accepted = _existing_questions(out_path)
     existing = len(accepted)
-    seen = {normalize(record.question) for record in accepted}
     budget = max_requests if max_requests is not None else math.ceil(max(n - len(accepted), 0) / batch_size) * 4 + 4
-    counts = dict.fromkeys(
-        ("requests", "answered", "duplicates", "unknown_tools", "invalid", "bad_batches", "failed"), 0
-    )
-    errors: list[str] = []
-    appender = JsonlAppender(out_path) if out_path is not None else None
-    shown = progress and not progress_off()
-    bar = tqdm(total=n, initial=min(len(accepted), n), desc="questions", unit="q", disable=not shown)
-
-    def take(batch: ParsedBatch) -> None:
-        counts["invalid"] += batch.invalid
-        for item in batch.questions:
-            if len(accepted) >= n:
-                return
-            key = normalize(item.question)
-            if not key:  # nothing but punctuation and spaces: not a question
-                counts["invalid"] += 1
-                continue
-            if key in seen:
-                counts["duplicates"] += 1
-                continue
-            if any(name not in known for name in item.tools):
-                counts["unknown_tools"] += 1
-                continue
-            seen.add(key)
-            record = QuestionRecord(
-                id=question_id(item.question),
-                question=item.question.strip(),
-                difficulty=item.difficulty,
-                tools=list(dict.fromkeys(item.tools)),
-                env=env_name,
-            )
-            accepted.append(record)
-            if appender is not None:
-                appender.write(record)
-            bar.update(1)
+    kept = _Collector(env_name, tool_names, n, accepted, out_path=out_path, progress=progress)
+    counts = kept.counts
 
     async def worker() -> None:
-        while len(accepted) < n and counts["requests"] < budget:
+        while not kept.full and counts["requests"] < budget:
             counts["requests"] += 1
             avoid = [record.question for record in accepted[-20:]]
             messages = build_prompt(env_name, tools, batch_size, avoid)
@@ -445,24 +403,22 @@ async def _questions_locked(
                 if not is_transient(exc) and not _is_api_error(exc):
                     raise
                 counts["failed"] += 1
-                errors.append(describe_error(exc))
+                kept.errors.append(describe_error(exc))
                 continue
             counts["answered"] += 1
             batch = parse_batch(text)
             if not batch.usable:
                 counts["bad_batches"] += 1
                 continue
-            take(batch)
+            kept.take(batch)
 
     try:
-        if len(accepted) < n:
+        if not kept.full:
             async with anyio.create_task_group() as group:
                 for _ in range(max(1, concurrency)):
                     group.start_soon(worker)
     finally:
-        bar.close()
-        if appender is not None:
-            appender.close()
+        kept.close()
     return QuestionRun(
         records=accepted,
         n=n,
@@ -470,8 +426,90 @@ async def _questions_locked(
         counts=counts,
         structured=requester.use_schema,
         fell_back=requester.fell_back,
-        first_error=errors[0] if errors else None,
+        first_error=kept.errors[0] if kept.errors else None,
     )
+
+
+def _existing_questions(out_path: Path | None) -> list[QuestionRecord]:
+    """The questions `out_path` already holds (read once, before any request)."""
+    if out_path is None or not out_path.exists():
+        return []
+    accepted = []
+    # Questions have no infra failures to retry: one record per id, compacted (rollouts.resume).
+    for number, record in enumerate(resume_records(out_path, retry=None).records, start=1):
+        try:
+            accepted.append(QuestionRecord.model_validate(record))
+        except ValidationError:
+            raise JsonlFormatError(f"{out_path}: record {number} is not a question record") from None
+    return accepted
+
+
+class _Collector:
+    """The questions kept so far (`accepted`, shared with the caller) and the counts of what was
+    dropped; each kept one is written to `out_path` and ticks the bar as it comes."""
+
+    def __init__(
+        self,
+        env_name: str,
+        tool_names: list[str],
+        n: int,
+        accepted: list[QuestionRecord],
+        *,
+        out_path: Path | None,
+        progress: bool,
+    ) -> None:
+        self.env_name, self.n, self.accepted = env_name, n, accepted
+        self.known = set(tool_names)
+        self.seen = {normalize(record.question) for record in accepted}
+        self.counts = dict.fromkeys(
+            ("requests", "answered", "duplicates", "unknown_tools", "invalid", "bad_batches", "failed"), 0
+        )
+        self.errors: list[str] = []
+        self.appender = JsonlAppender(out_path) if out_path is not None else None
+        shown = progress and not progress_off()
+        self.bar = tqdm(total=n, initial=min(len(accepted), n), desc="questions", unit="q", disable=not shown)
+
+    @property
+    def full(self) -> bool:
+        return len(self.accepted) >= self.n
+
+    def take(self, batch: ParsedBatch) -> None:
+        self.counts["invalid"] += batch.invalid
+        for item in batch.questions:
+            if self.full:
+                return
+            reason = self._rejection(item)
+            if reason is not None:
+                self.counts[reason] += 1
+                continue
+            self.seen.add(normalize(item.question))
+            record = QuestionRecord(
+                id=question_id(item.question),
+                question=item.question.strip(),
+                difficulty=item.difficulty,
+                tools=list(dict.fromkeys(item.tools)),
+                env=self.env_name,
+            )
+            self.accepted.append(record)
+            if self.appender is not None:
+                self.appender.write(record)
+            self.bar.update(1)
+
+    def _rejection(self, item: GeneratedQuestion) -> str | None:
+        """The count a question is dropped under, or None when it is kept."""
+        key = normalize(item.question)
+        if not key:  # nothing but punctuation and spaces: not a question
+            return "invalid"
+        if key in self.seen:
+            return "duplicates"
+        if any(name not in self.known for name in item.tools):
+            return "unknown_tools"
+        return None
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.appender is not None:
+            self.appender.close()
 
 
 def _is_api_error(exc: BaseException) -> bool:

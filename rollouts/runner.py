@@ -158,45 +158,100 @@ async def _run_locked(
     on_trajectory: Callable[[Trajectory], None] | None,
     retry_infra: bool,
 ) -> RunResult:
-    moved = None
-    previous: list[Trajectory] = []
-    retried = 0
     wanted = {trajectory_id(env.name, task.id, sample) for task in tasks for sample in range(samples)}
-    if out_path is not None:
-        if resume:
-            # Only infra failures of this run's tasks are taken out: others stay until a run asks for them.
-            def again(record: dict[str, Any]) -> bool:
-                return retry_infra and is_infra_record(record) and str(record.get("id")) in wanted
+    previous, retried, moved = _previous(out_path, resume=resume, retry_infra=retry_infra, wanted=wanted)
+    work = _pending(env.name, tasks, samples, done_ids={traj.id for traj in previous})
+    started = time.perf_counter()
+    before = policy.endpoint_stats() if hasattr(policy, "endpoint_stats") else []
+    results = await _run_work(
+        env,
+        policy,
+        work,
+        concurrency=concurrency,
+        appender=JsonlAppender(out_path, durable=durable) if out_path is not None else None,
+        bar=_progress_bar(len(work), env.name, progress),
+        on_trajectory=on_trajectory,
+        rollout_kwargs={
+            "max_turns": max_turns,
+            "max_total_tokens": max_total_tokens,
+            "retry": retry,
+            "timeout_s": timeout_s,
+        },
+    )
+    wall = time.perf_counter() - started
+    new = [results[key] for key in sorted(results)]
+    stats = compute_stats([*previous, *new], new=len(new), wall_s=wall)
+    stats.retried = retried
+    endpoint_stats = getattr(policy, "endpoint_stats", None)
+    if endpoint_stats is not None:
+        stats.endpoints = _since(endpoint_stats(), before)
+    return RunResult(
+        trajectories=new,
+        stats=stats,
+        skipped=len(tasks) * samples - len(work),
+        retried=retried,
+        out=out_path,
+        moved_aside=moved,
+        previous=previous,
+    )
 
-            resumed = resume_records(out_path, retry=again)
-            previous, retried = to_trajectories(out_path, resumed.records), len(resumed.retry)
-        else:
-            moved = move_aside(out_path)
-    done_ids = {traj.id for traj in previous}
 
-    work: list[tuple[int, Task, int]] = []
-    for index, task in enumerate(tasks):
-        for sample in range(samples):
-            if trajectory_id(env.name, task.id, sample) not in done_ids:
-                work.append((index, task, sample))
-    skipped = len(tasks) * samples - len(work)
+def _previous(
+    out_path: Path | None, *, resume: bool, retry_infra: bool, wanted: set[str]
+) -> tuple[list[Trajectory], int, Path | None]:
+    """What the output already holds: the trajectories kept, how many infra failures run again,
+    and where `resume=False` moved the old file."""
+    if out_path is None:
+        return [], 0, None
+    if not resume:
+        return [], 0, move_aside(out_path)
 
-    run_one = traced(rollout, name="rollout")
-    results: dict[tuple[int, int], Trajectory] = {}
-    bar = tqdm(
-        total=len(work),
-        desc=f"rollouts {env.name}",
+    # Only infra failures of this run's tasks are taken out: others stay until a run asks for them.
+    def again(record: dict[str, Any]) -> bool:
+        return retry_infra and is_infra_record(record) and str(record.get("id")) in wanted
+
+    resumed = resume_records(out_path, retry=again)
+    return to_trajectories(out_path, resumed.records), len(resumed.retry), None
+
+
+def _pending(env_name: str, tasks: Sequence[Task], samples: int, *, done_ids: set[str]) -> list[tuple[int, Task, int]]:
+    """(task index, task, sample) of every rollout not done yet, in task x sample order."""
+    return [
+        (index, task, sample)
+        for index, task in enumerate(tasks)
+        for sample in range(samples)
+        if trajectory_id(env_name, task.id, sample) not in done_ids
+    ]
+
+
+def _progress_bar(total: int, env_name: str, progress: bool) -> Any:
+    return tqdm(
+        total=total,
+        desc=f"rollouts {env_name}",
         unit="rollout",
         disable=not progress or progress_off(),
         dynamic_ncols=True,
         smoothing=0.1,
     )
-    tally = {"done": 0, "scored": 0, "success": 0, "infra": 0}
-    appender = JsonlAppender(out_path, durable=durable) if out_path is not None else None
-    queue = iter(work)
-    started = time.perf_counter()
-    before = policy.endpoint_stats() if hasattr(policy, "endpoint_stats") else []
 
+
+async def _run_work(
+    env: Any,
+    policy: Policy,
+    work: list[tuple[int, Task, int]],
+    *,
+    concurrency: int,
+    appender: JsonlAppender | None,
+    bar: Any,
+    on_trajectory: Callable[[Trajectory], None] | None,
+    rollout_kwargs: dict[str, Any],
+) -> dict[tuple[int, int], Trajectory]:
+    """Run `work` on `concurrency` workers, each trajectory written, reported and counted as it
+    finishes; returns them by (task index, sample). Closes the bar and the appender."""
+    run_one = traced(rollout, name="rollout")
+    results: dict[tuple[int, int], Trajectory] = {}
+    tally = {"done": 0, "scored": 0, "success": 0, "infra": 0}
+    queue = iter(work)
     # A policy may vary per rollout (ChatPolicy: a seed of its own per task and sample).
     for_rollout = getattr(policy, "for_rollout", None)
 
@@ -208,10 +263,7 @@ async def _run_locked(
                 task,
                 sample=sample,
                 group=group_id(env.name, task),
-                max_turns=max_turns,
-                max_total_tokens=max_total_tokens,
-                retry=retry,
-                timeout_s=timeout_s,
+                **rollout_kwargs,
             )
             if appender is not None:
                 appender.write(traj)
@@ -228,22 +280,7 @@ async def _run_locked(
         bar.close()
         if appender is not None:
             appender.close()
-    wall = time.perf_counter() - started
-    new = [results[key] for key in sorted(results)]
-    stats = compute_stats([*previous, *new], new=len(new), wall_s=wall)
-    stats.retried = retried
-    endpoint_stats = getattr(policy, "endpoint_stats", None)
-    if endpoint_stats is not None:
-        stats.endpoints = _since(endpoint_stats(), before)
-    return RunResult(
-        trajectories=new,
-        stats=stats,
-        skipped=skipped,
-        retried=retried,
-        out=out_path,
-        moved_aside=moved,
-        previous=previous,
-    )
+    return results
 
 
 def _since(now: list[EndpointStats], before: list[EndpointStats]) -> list[EndpointStats]:

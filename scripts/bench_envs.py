@@ -253,16 +253,7 @@ async def raw_stdio_session() -> AsyncIterator[Any]:
 
 
 async def measure_rollouts(n: int, concurrency: int, rollout: Callable[[], Awaitable[str]]) -> dict[str, Any]:
-    wrong = 0
-
-    async def one(i: int) -> None:
-        nonlocal wrong
-        if await rollout() != EXPECTED_ANSWER:
-            wrong += 1
-
-    wall, latencies = await run_concurrently(n, concurrency, one)
-    if wrong:
-        raise RuntimeError(f"{wrong} of {n} rollouts got a wrong answer")
+    wall, latencies = await timed_rollouts(n, concurrency, rollout)
     return {"rollouts": n, "concurrency": concurrency, "rollouts_per_s": round(n / wall, 2), **percentiles(latencies)}
 
 
@@ -351,28 +342,53 @@ async def bench_isolation(args: Any) -> dict[str, Any]:
     policy = Process([str(POLICY_SCRIPT), "--port", str(policy_port), "--tool", "add",
                       "--arguments", json.dumps(ADD_ARGS)], policy_port)  # fmt: skip
     base_url = f"http://127.0.0.1:{policy_port}/v1"
-    walls: dict[str, float] = dict.fromkeys(modes, 0.0)
-    latencies: dict[str, list[float]] = {name: [] for name in modes}
     try:
-        with tqdm(total=len(modes) * repeats, desc="bench_envs isolation", unit="run", file=sys.stderr) as bar:
-            for round_ in range(repeats):
-                for name in list(modes) if round_ % 2 == 0 else list(reversed(modes)):
-                    run_mode, total = modes[name]
-                    n = total // repeats + (1 if round_ < total % repeats else 0)
-                    wall, seen = await run_mode(n)
-                    walls[name] += wall
-                    latencies[name] += seen
-                    bar.write(f"round {round_ + 1}: {name:<44} {n / wall:8.2f} rollouts/s")
-                    bar.update()
+        walls, latencies = await run_mirrored(modes, repeats)
     finally:
         policy.stop()
+    rows, table = isolation_rows(walls, latencies, concurrency=conc, repeats=repeats)
+    targets = isolation_targets(rows, art)
+    print_results(table, targets)
+    settings = {
+        "rollouts": args.iso_rollouts,
+        "slow_rollouts": args.iso_slow_rollouts,
+        "concurrency": conc,
+        "repeats": repeats,
+    }
+    return {"rollouts": rows, "targets": targets, "settings": settings}
+
+
+async def run_mirrored(
+    modes: dict[str, tuple[Callable[[int], Awaitable[tuple[float, list[float]]]], int]], repeats: int
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Each mode's rollouts split over `repeats` rounds in mirrored order (A B C D, then D C B A);
+    each mode's summed wall seconds and its latencies."""
+    walls: dict[str, float] = dict.fromkeys(modes, 0.0)
+    latencies: dict[str, list[float]] = {name: [] for name in modes}
+    with tqdm(total=len(modes) * repeats, desc="bench_envs isolation", unit="run", file=sys.stderr) as bar:
+        for round_ in range(repeats):
+            for name in list(modes) if round_ % 2 == 0 else list(reversed(modes)):
+                run_mode, total = modes[name]
+                n = total // repeats + (1 if round_ < total % repeats else 0)
+                wall, seen = await run_mode(n)
+                walls[name] += wall
+                latencies[name] += seen
+                bar.write(f"round {round_ + 1}: {name:<44} {n / wall:8.2f} rollouts/s")
+                bar.update()
+    return walls, latencies
+
+
+def isolation_rows(
+    walls: dict[str, float], latencies: dict[str, list[float]], *, concurrency: int, repeats: int
+) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """Each mode's JSON row (its rate over its summed wall time) and its line of the table."""
     rows: dict[str, Any] = {}
     table: list[tuple[str, str, str]] = []
-    for name in modes:
+    for name in walls:
         done = len(latencies[name])
         rows[name] = {
             "rollouts": done,
-            "concurrency": conc,
+            "concurrency": concurrency,
             "rounds": repeats,
             "wall_s": round(walls[name], 3),
             "rollouts_per_s": round(done / walls[name], 2),
@@ -380,9 +396,14 @@ async def bench_isolation(args: Any) -> dict[str, Any]:
         }
         rate = f"{rows[name]['rollouts_per_s']:>9.2f} rollouts/s"
         table.append((f"isolation {name.split(' (new')[0]}", rate, _latency(rows[name])))
+    return rows, table
+
+
+def isolation_targets(rows: dict[str, Any], art: str) -> dict[str, Any]:
+    """The fork server against ART's pattern (`art` names its row) and against spawning."""
     art_rate = rows[art]["rollouts_per_s"]
     fork = rows["per_session, fork server"]["rollouts_per_s"]
-    targets = {
+    return {
         "per_session fork server >= 20x ART": {
             "value": round(fork / art_rate, 2),
             "target": 20,
@@ -394,21 +415,6 @@ async def bench_isolation(args: Any) -> dict[str, Any]:
             "met": None,
         },
     }
-    print()
-    print(f"{'benchmark':<52}{'rate':>22}   latency")
-    for name, rate, latency in table:
-        print(f"{name:<52}{rate:>22}   {latency}")
-    print()
-    for name, check in targets.items():
-        verdict = "" if check["met"] is None else ("met" if check["met"] else "MISSED")
-        print(f"{name:<44} {check['value']:>8.2f}  (target {check['target']})  {verdict}")
-    settings = {
-        "rollouts": args.iso_rollouts,
-        "slow_rollouts": args.iso_slow_rollouts,
-        "concurrency": conc,
-        "repeats": repeats,
-    }
-    return {"rollouts": rows, "targets": targets, "settings": settings}
 
 
 async def timed_env_rollouts(env: Any, base_url: str, n: int, concurrency: int) -> tuple[float, list[float]]:
@@ -425,6 +431,7 @@ async def timed_art_pattern(base_url: str, n: int, concurrency: int) -> tuple[fl
 
 
 async def timed_rollouts(n: int, concurrency: int, rollout: Callable[[], Awaitable[str]]) -> tuple[float, list[float]]:
+    """(wall seconds, latencies) of `n` rollouts at `concurrency`; any wrong answer fails the run."""
     wrong = 0
 
     async def one(i: int) -> None:
@@ -452,6 +459,34 @@ def _row(table: list[tuple[str, str, str]], name: str, result: dict[str, Any], b
         rate = f"{result['rollouts_per_s']:>9.2f} rollouts/s"
     table.append((name, rate, f"p50 {result['p50_ms']:>8.2f} ms   p95 {result['p95_ms']:>8.2f} ms"))
     bar.write(f"{name:<46} {rate}   p50 {result['p50_ms']:.2f} ms  p95 {result['p95_ms']:.2f} ms")
+
+
+async def bench_transports(
+    transports: dict[str, Callable[[], Any]],
+    n_calls: int,
+    results: dict[str, Any],
+    table: list[tuple[str, str, str]],
+    bar: tqdm,
+) -> dict[str, Any]:
+    """Tool calls over each transport at concurrency 1 and 64, then the in-process overhead
+    (returned, and in `results`)."""
+    for name, make in transports.items():
+        for concurrency in (1, 64):
+            n = n_calls if concurrency == 1 else max(n_calls, 64 * 20)
+            async with make() as env:
+                result = await bench_calls(env, n=n, concurrency=concurrency)
+            results["calls"][f"{name} c{concurrency}"] = result
+            _row(table, f"calls {name} c{concurrency}", result, bar)
+            bar.update()
+    overhead = await bench_overhead(n_calls, rounds=3)
+    results["overhead"] = overhead
+    bar.write(
+        f"in-process call: raw Client {overhead['raw_client_default_ms']:.3f} ms (legacy "
+        f"{overhead['raw_client_legacy_ms']:.3f} ms), MCPEnv {overhead['mcpenv_ms']:.3f} ms "
+        f"-> {overhead['overhead_x']:.2f}x"
+    )
+    bar.update()
+    return overhead
 
 
 async def bench(args: Any) -> dict[str, Any]:
@@ -501,22 +536,7 @@ async def bench(args: Any) -> dict[str, Any]:
     steps = len(transports) * 2 + 1 + 2 + len(rollout_modes)
     try:
         with tqdm(total=steps, desc="bench_envs", unit="step", file=sys.stderr) as bar:
-            for name, make in transports.items():
-                for concurrency in (1, 64):
-                    n = n_calls if concurrency == 1 else max(n_calls, 64 * 20)
-                    async with make() as env:
-                        result = await bench_calls(env, n=n, concurrency=concurrency)
-                    results["calls"][f"{name} c{concurrency}"] = result
-                    _row(table, f"calls {name} c{concurrency}", result, bar)
-                    bar.update()
-            overhead = await bench_overhead(n_calls, rounds=3)
-            results["overhead"] = overhead
-            bar.write(
-                f"in-process call: raw Client {overhead['raw_client_default_ms']:.3f} ms (legacy "
-                f"{overhead['raw_client_legacy_ms']:.3f} ms), MCPEnv {overhead['mcpenv_ms']:.3f} ms "
-                f"-> {overhead['overhead_x']:.2f}x"
-            )
-            bar.update()
+            overhead = await bench_transports(transports, n_calls, results, table, bar)
 
             floor = await bench_floor(base_url, n_fast, conc)
             results["rollouts"]["floor: raw shared stdio session + one client"] = floor
@@ -535,9 +555,18 @@ async def bench(args: Any) -> dict[str, Any]:
         http_server.stop()
         policy.stop()
 
-    rollouts = results["rollouts"]
-    art_rate = art["rollouts_per_s"]
-    floor_rate = floor["rollouts_per_s"]
+    results["targets"] = transport_targets(results["rollouts"], overhead)
+    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    results["settings"] = {"calls": n_calls, "rollouts": n_fast, "slow_rollouts": n_slow, "concurrency": conc}
+
+    print_results(table, results["targets"])
+    return results
+
+
+def transport_targets(rollouts: dict[str, Any], overhead: dict[str, Any]) -> dict[str, Any]:
+    """Each mode's rate against the floor or ART's pattern, and the call overhead, with its target."""
+    art_rate = rollouts["ART MCP-example pattern"]["rollouts_per_s"]
+    floor_rate = rollouts["floor: raw shared stdio session + one client"]["rollouts_per_s"]
     checks = {
         "shared >= 0.8x floor": (rollouts["mcpenv shared (stdio)"]["rollouts_per_s"] / floor_rate, 0.8),
         "per_session >= 50x ART": (rollouts["mcpenv per_session (in-process)"]["rollouts_per_s"] / art_rate, 50),
@@ -555,7 +584,7 @@ async def bench(args: Any) -> dict[str, Any]:
         ),
         "in-process overhead <= 1.3x raw Client": (overhead["overhead_x"], 1.3),
     }
-    results["targets"] = {
+    return {
         name: {
             "value": round(value, 2),
             "target": target,
@@ -563,17 +592,19 @@ async def bench(args: Any) -> dict[str, Any]:
         }
         for name, (value, target) in checks.items()
     }
-    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-    results["settings"] = {"calls": n_calls, "rollouts": n_fast, "slow_rollouts": n_slow, "concurrency": conc}
 
+
+def print_results(table: list[tuple[str, str, str]], targets: dict[str, Any]) -> None:
+    """The closing table: every benchmark's rate and latency, then each target (met, MISSED, or
+    blank for a ratio shown without one)."""
     print()
     print(f"{'benchmark':<52}{'rate':>22}   latency")
     for name, rate, latency in table:
         print(f"{name:<52}{rate:>22}   {latency}")
     print()
-    for name, check in results["targets"].items():
-        print(f"{name:<44} {check['value']:>8.2f}  (target {check['target']})  {'met' if check['met'] else 'MISSED'}")
-    return results
+    for name, check in targets.items():
+        verdict = "" if check["met"] is None else ("met" if check["met"] else "MISSED")
+        print(f"{name:<44} {check['value']:>8.2f}  (target {check['target']})  {verdict}")
 
 
 def main() -> None:

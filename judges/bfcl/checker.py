@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -303,6 +304,8 @@ def list_dict_checker(param: str, value: list[Any], possible_lists: list[Any]) -
 def simple_function_checker(
     doc: dict[str, Any], output: dict[str, Any], possible_answer: dict[str, Any], language: str
 ) -> CheckResult:
+    """The leaderboard's `simple_function_checker`, its steps named: the function's name, its
+    required parameters, each given parameter (`_check_param`), then the optional ones left out."""
     possible = next(iter(possible_answer.values()))
     name = openai_name(doc["name"])  # the name the model was offered (dots -> underscores)
     param_details = doc["parameters"]["properties"]
@@ -319,70 +322,9 @@ def simple_function_checker(
     for param, value in params.items():
         if param not in param_details or param not in possible:
             return _bad("simple_function_checker:unexpected_param", f"Unexpected parameter: {param!r}.")
-        declared = param_details[param]["type"]
-        nested_type: type | None = None
-
-        if language == "java":
-            expected_type = JAVA_TYPE_CONVERSION[declared]
-            if type(value) is not str:
-                return _bad("type_error:java", f"Incorrect type for parameter {param!r}. Expected type String.")
-            if declared in NESTED_CONVERSION_TYPE_LIST:
-                item_type = param_details[param]["items"]["type"]
-                nested_type = JAVA_TYPE_CONVERSION[item_type]
-                value = java_type_converter(value, declared, item_type)
-            else:
-                value = java_type_converter(value, declared)
-        elif language == "javascript":
-            expected_type = JS_TYPE_CONVERSION[declared]
-            if type(value) is not str:
-                return _bad("type_error:js", f"Incorrect type for parameter {param!r}. Expected type String.")
-            if declared in NESTED_CONVERSION_TYPE_LIST:
-                item_type = param_details[param]["items"]["type"]
-                nested_type = JS_TYPE_CONVERSION[item_type]
-                value = js_type_converter(value, declared, item_type)
-            else:
-                value = js_type_converter(value, declared)
-        else:
-            expected_type = PYTHON_TYPE_MAPPING[declared]
-            if declared in PYTHON_NESTED_TYPE_CHECK_LIST:
-                nested_type = PYTHON_TYPE_MAPPING[param_details[param]["items"]["type"]]
-
-        if declared == "tuple" and type(value) is tuple:
-            value = list(value)
-        if language == "python" and declared == "float" and type(value) is int:
-            value = float(value)  # Python's int -> float promotion is accepted
-
-        typed = type_checker(param, value, possible[param], declared, expected_type, nested_type)
-        if not typed.valid:
-            return typed
-
-        if not typed.is_variable:  # a variable is compared as a plain value below
-            if expected_type is dict:
-                result = dict_checker(param, value, possible[param])
-                if not result.valid:
-                    return result
-                continue
-            if expected_type is list and nested_type is dict:
-                result = list_dict_checker(param, value, possible[param])
-                if not result.valid:
-                    return result
-                continue
-            if expected_type is str:
-                result = string_checker(param, value, possible[param])
-                if not result.valid:
-                    return result
-                continue
-            if expected_type is list:
-                result = list_checker(param, value, possible[param])
-                if not result.valid:
-                    return result
-                continue
-
-        if value not in possible[param]:
-            return _bad(
-                "value_error:others",
-                f"Invalid value for parameter {param!r}: {value!r}. Expected one of {possible[param]}.",
-            )
+        result = _check_param(param, value, param_details[param], possible[param], language)
+        if not result.valid:
+            return result
 
     for param in possible:
         if param not in params and "" not in possible[param]:
@@ -391,6 +333,75 @@ def simple_function_checker(
                 f"Optional parameter {param!r} not provided and not marked as optional.",
             )
     return _OK
+
+
+def _check_param(param: str, value: Any, detail: dict[str, Any], answers: list[Any], language: str) -> CheckResult:
+    """One given parameter against its possible answers: converted from the language's source
+    text, type-checked, then compared by the checker of its type (or as a plain value)."""
+    converted = _converted(param, value, detail, language)
+    if isinstance(converted, CheckResult):
+        return converted
+    value, expected_type, nested_type = converted
+    declared = detail["type"]
+    if declared == "tuple" and type(value) is tuple:
+        value = list(value)
+    if language == "python" and declared == "float" and type(value) is int:
+        value = float(value)  # Python's int -> float promotion is accepted
+
+    typed = type_checker(param, value, answers, declared, expected_type, nested_type)
+    if not typed.valid:
+        return typed
+    if not typed.is_variable:  # a variable is compared as a plain value below
+        checker = _value_checker(expected_type, nested_type)
+        if checker is not None:
+            return checker(param, value, answers)
+    if value not in answers:
+        return _bad(
+            "value_error:others",
+            f"Invalid value for parameter {param!r}: {value!r}. Expected one of {answers}.",
+        )
+    return _OK
+
+
+def _converted(
+    param: str, value: Any, detail: dict[str, Any], language: str
+) -> tuple[Any, type, type | None] | CheckResult:
+    """The value as it is compared, its expected type and its items' type (None for a flat
+    type). Java and JavaScript values are source strings, converted here; one that is not a
+    string fails (`type_error:java`, `type_error:js`)."""
+    declared = detail["type"]
+    if language in ("java", "javascript"):
+        if language == "java":
+            conversion, converter, code = JAVA_TYPE_CONVERSION, java_type_converter, "java"
+        else:
+            conversion, converter, code = JS_TYPE_CONVERSION, js_type_converter, "js"
+        expected_type = conversion[declared]
+        if type(value) is not str:
+            return _bad(f"type_error:{code}", f"Incorrect type for parameter {param!r}. Expected type String.")
+        if declared in NESTED_CONVERSION_TYPE_LIST:
+            item_type = detail["items"]["type"]
+            return converter(value, declared, item_type), expected_type, conversion[item_type]
+        return converter(value, declared), expected_type, None
+    expected_type = PYTHON_TYPE_MAPPING[declared]
+    if declared in PYTHON_NESTED_TYPE_CHECK_LIST:
+        return value, expected_type, PYTHON_TYPE_MAPPING[detail["items"]["type"]]
+    return value, expected_type, None
+
+
+def _value_checker(
+    expected_type: type, nested_type: type | None
+) -> Callable[[str, Any, list[Any]], CheckResult] | None:
+    """The checker that compares a value of this type with its possible answers; None: compared
+    as a plain value (`value in answers`)."""
+    if expected_type is dict:
+        return dict_checker
+    if expected_type is list and nested_type is dict:
+        return list_dict_checker
+    if expected_type is str:
+        return string_checker
+    if expected_type is list:
+        return list_checker
+    return None
 
 
 def parallel_function_checker_no_order(
