@@ -23,7 +23,7 @@ from .env import (
     UserTurn,
 )
 from .policy import Policy, PolicyTurn, TokenLogprobs
-from .record import StopReason, Trajectory, TrajectoryError, TurnLogprobs, TurnStats, trajectory_id, utc_now
+from .record import StopReason, Trajectory, TrajectoryError, TurnLogprobs, TurnStats, group_id, trajectory_id, utc_now
 from .task import ExpectedCall, FollowUp, SetupCall, Task, TaskKind, ToolCall, ToolOutcome, Verdict
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "TurnStats",
     "UserTurn",
     "Verdict",
+    "group_id",
     "trajectory_id",
     "utc_now",
 ]

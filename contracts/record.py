@@ -115,3 +115,8 @@ def utc_now() -> str:
 
 def trajectory_id(env: str, task_id: str, sample: int) -> str:
     return f"{env}:{task_id}:s{sample}"
+
+
+def group_id(env: str, task_id: str) -> str:
+    """Rollouts of one task form one GRPO group (the `group` the runner writes)."""
+    return f"{env}:{task_id}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
-from contracts import Trajectory
+from contracts import Trajectory, group_id
 
 # What a group needs to be trained on: its rewards differ (reward), or it holds a success and a
 # failure (success).
@@ -26,7 +26,7 @@ _TIE = 1e-6  # reward spreads below this are ties whatever `min_spread` says
 
 def group_key(traj: Trajectory) -> str:
     """The group a trajectory belongs to: its `group`, else every rollout of its task."""
-    return traj.group or f"{traj.env}:{traj.task_id}"
+    return traj.group or group_id(traj.env, traj.task_id)
 
 
 def group_trajectories(trajs: Iterable[Trajectory]) -> list[list[Trajectory]]:

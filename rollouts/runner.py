@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from common.flags import progress_off
-from contracts import Task, Trajectory, trajectory_id
+from contracts import Task, Trajectory, group_id, trajectory_id
 from rollouts.jsonl import JsonlAppender, JsonlFormatError
 from rollouts.lock import output_lock
 from rollouts.resume import is_infra_record, resume_records
@@ -63,11 +63,6 @@ class RunResult(BaseModel):
     def all(self) -> list[Trajectory]:
         """Every trajectory of the output: those a resumed run found (`previous`), then this call's."""
         return [*self.previous, *self.trajectories]
-
-
-def group_id(env_name: str, task: Task) -> str:
-    """Rollouts of one task form one GRPO group."""
-    return f"{env_name}:{task.id}"
 
 
 def move_aside(path: Path) -> Path | None:
@@ -262,7 +257,7 @@ async def _run_work(
                 for_rollout(task.id, sample) if for_rollout is not None else policy,
                 task,
                 sample=sample,
-                group=group_id(env.name, task),
+                group=group_id(env.name, task.id),
                 **rollout_kwargs,
             )
             if appender is not None:
