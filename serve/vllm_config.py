@@ -18,10 +18,11 @@ from pydantic_core import PydanticCustomError
 
 from common.home import mcpgym_home
 
+from .store import CHAT_TEMPLATE_FILE
+
 Device = Literal["auto", "cpu", "gpu"]
 LoraRank = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]  # the ranks vLLM accepts for --max-lora-rank
 LORA_RANKS: tuple[int, ...] = typing.get_args(LoraRank)
-OWN_TEMPLATE_FILE = "chat_template.jinja"
 
 
 def cuda_available() -> bool:
@@ -124,7 +125,7 @@ class VLLMConfig(BaseModel):
         """The chat template passed to vLLM: the configured one, else the model folder's own file."""
         if self.chat_template is not None:
             return self.chat_template
-        candidate = self.model / OWN_TEMPLATE_FILE
+        candidate = self.model / CHAT_TEMPLATE_FILE
         return candidate if candidate.is_file() else None
 
 
