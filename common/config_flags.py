@@ -73,7 +73,7 @@ def add_config_flags(
     """Add one flag per field of `model`. `types` gives a parser where the annotation has none
     (`list[int]` from "0,1"), `help` a text where the field has no description or this CLI says
     it better, and `extra[field]` more add_argument keywords (nargs, const, metavar)."""
-    defaults = model()
+    defaults = model.model_construct()  # the field defaults, also for a model with required fields
     for name in fields:
         info = model.model_fields[name]
         if name in (types or {}):

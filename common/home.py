@@ -1,6 +1,6 @@
 """mcpgym's cache root and the lock that guards filling it.
 
-One place for both: the embedded model (train.models), vLLM's cache and logs (serve.vllm) and the
+One place for both: the embedded model (serve.store), vLLM's cache and logs (serve.vllm) and the
 GGUF converter (serve.export) all live under it. train imports serve, never the other way.
 """
 

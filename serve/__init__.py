@@ -1,6 +1,8 @@
-"""Serving the trained agent: vLLM launcher (`serve.vllm`), adapter management (`serve.lora`), load
-benchmark (`serve.bench`), GGUF export (`serve.export`) and the per-family serving profile
-(`serve.models`). Deployment files live in deploy/ at the repository root.
+"""The models and serving them: the embedded model store (`serve.store`), the per-family serving
+profile (`serve.models`), vLLM's config (`serve.vllm_config`), server (`serve.vllm_server`), HTTP API
+(`serve.vllm_client`) and launcher CLI (`serve.vllm`), adapter management (`serve.lora`), load
+benchmark (`serve.bench`) and GGUF export (`serve.export`). Deployment files live in deploy/ at the
+repository root. serve imports only common and contracts; train imports serve.
 
 Names are imported lazily, so `python -m serve.vllm` does not find its own module pre-imported."""
 
@@ -13,10 +15,10 @@ _EXPORTS = {
     "ServingProfile": "serve.models",
     "resolve_model": "serve.models",
     "serving_profile": "serve.models",
-    "VLLMConfig": "serve.vllm",
-    "VLLMError": "serve.vllm",
-    "VLLMServer": "serve.vllm",
-    "VLLMStartError": "serve.vllm",
+    "VLLMConfig": "serve.vllm_config",
+    "VLLMError": "serve.vllm_client",
+    "VLLMServer": "serve.vllm_server",
+    "VLLMStartError": "serve.vllm_server",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
-import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,86 +28,27 @@ from pydantic import BaseModel, Field
 
 from common.flags import progress_off
 
+from .bench_report import BenchReport, LevelResult, Percentiles, Sample, load_report, summarise, table
 from .workloads import WORKLOADS, BenchRequest, Workload, agent_requests, chat_requests
+
+__all__ = [
+    "BenchConfig",
+    "BenchReport",
+    "LevelResult",
+    "Percentiles",
+    "Sample",
+    "build_pools",
+    "load_report",
+    "main",
+    "run_bench",
+    "run_level",
+    "send",
+    "summarise",
+    "table",
+]
 
 # Text that means the model tried to call a tool in the formats of the parsers serve.models picks.
 _CALL_MARKERS = ("<tool_call>", "<|python_tag|>", "[TOOL_CALLS]")
-_ERROR_SAMPLES = 3
-
-
-class Percentiles(BaseModel):
-    mean: float
-    p50: float
-    p95: float
-    p99: float
-    max: float
-
-    @classmethod
-    def of(cls, values: list[float]) -> Percentiles | None:
-        if not values:
-            return None
-        ordered = sorted(values)
-
-        def pick(q: float) -> float:  # nearest-rank percentile: an observed value, no interpolation
-            return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-        return cls(mean=statistics.fmean(ordered), p50=pick(0.5), p95=pick(0.95), p99=pick(0.99), max=ordered[-1])
-
-
-class Sample(BaseModel):
-    """One request's outcome."""
-
-    ok: bool
-    latency_s: float
-    ttft_s: float | None = None
-    itl_s: list[float] = Field(default_factory=list)
-    output_tokens: int = 0
-    tool_call_attempted: bool = False
-    tool_call_parsed: bool = False
-    error: str | None = None
-
-
-class ToolCallStats(BaseModel):
-    requests_with_tools: int
-    replies: int = Field(description="replies that call a tool (parsed calls, or call markup left in the text)")
-    parsed: int
-    parse_rate: float | None = Field(description="parsed / replies; null when no reply called a tool")
-
-
-class LevelResult(BaseModel):
-    workload: Workload
-    concurrency: int
-    requests: int
-    completed: int
-    errors: int
-    error_rate: float
-    duration_s: float
-    requests_per_s: float
-    output_tokens: int
-    output_tokens_per_s: float
-    latency_s: Percentiles | None
-    ttft_s: Percentiles | None = Field(description="time to first token; streaming only")
-    itl_s: Percentiles | None = Field(description="gaps between streamed chunks; streaming only")
-    tpot_s: Percentiles | None = Field(description="(latency - ttft) / (tokens - 1) per request; streaming only")
-    tool_calls: ToolCallStats
-    error_samples: list[str]
-
-
-class BenchReport(BaseModel):
-    label: str
-    base_url: str
-    model: str
-    stream: bool
-    max_tokens: int
-    temperature: float
-    requests_per_level: int
-    concurrency: list[int]
-    workloads: list[Workload]
-    env: str | None
-    started: str
-    finished: str
-    results: list[LevelResult]
-    charts: list[str] = Field(default_factory=list)
 
 
 class BenchConfig(BaseModel):
@@ -262,44 +201,6 @@ async def send(client: httpx.AsyncClient, config: BenchConfig, request: BenchReq
 # --------------------------------------------------------------------------- one level
 
 
-def summarise(
-    workload: Workload, concurrency: int, samples: list[Sample], duration_s: float, requests: list[BenchRequest]
-) -> LevelResult:
-    done = [s for s in samples if s.ok]
-    errors = len(samples) - len(done)
-    tokens = sum(s.output_tokens for s in done)
-    duration = max(duration_s, 1e-9)
-    tpot = [
-        (s.latency_s - s.ttft_s) / (s.output_tokens - 1) for s in done if s.ttft_s is not None and s.output_tokens > 1
-    ]
-    replies = sum(s.tool_call_attempted for s in done)
-    parsed = sum(s.tool_call_parsed for s in done)
-    with_tools = sum(1 for r in requests if r.tools)
-    return LevelResult(
-        workload=workload,
-        concurrency=concurrency,
-        requests=len(samples),
-        completed=len(done),
-        errors=errors,
-        error_rate=errors / len(samples) if samples else 0.0,
-        duration_s=duration_s,
-        requests_per_s=len(done) / duration,
-        output_tokens=tokens,
-        output_tokens_per_s=tokens / duration,
-        latency_s=Percentiles.of([s.latency_s for s in done]),
-        ttft_s=Percentiles.of([s.ttft_s for s in done if s.ttft_s is not None]),
-        itl_s=Percentiles.of([gap for s in done for gap in s.itl_s]),
-        tpot_s=Percentiles.of(tpot),
-        tool_calls=ToolCallStats(
-            requests_with_tools=with_tools,
-            replies=replies,
-            parsed=parsed,
-            parse_rate=parsed / replies if replies else None,
-        ),
-        error_samples=list(dict.fromkeys(s.error for s in samples if s.error))[:_ERROR_SAMPLES],
-    )
-
-
 async def run_level(
     client: httpx.AsyncClient,
     config: BenchConfig,
@@ -338,10 +239,16 @@ async def run_level(
 async def build_pools(config: BenchConfig) -> dict[Workload, list[BenchRequest]]:
     pools: dict[Workload, list[BenchRequest]] = {}
     for workload in config.workloads:
-        pools[workload] = (
-            chat_requests() if workload == "chat" else await agent_requests(config.env, split=config.split)
-        )
+        pools[workload] = chat_requests() if workload == "chat" else await _agent_pool(config)
     return pools
+
+
+async def _agent_pool(config: BenchConfig) -> list[BenchRequest]:
+    """The agent traffic of `config.env`: the one place serve loads an env (the user names it)."""
+    import envs
+
+    async with envs.load(config.env) as env:
+        return await agent_requests(env, split=config.split)
 
 
 def http_client(config: BenchConfig) -> httpx.AsyncClient:
@@ -398,34 +305,6 @@ async def first_model(base_url: str, api_key_env: str = "OPENAI_API_KEY") -> str
         response = await client.get(f"{base_url.rstrip('/')}/models")
     response.raise_for_status()
     return response.json()["data"][0]["id"]
-
-
-# --------------------------------------------------------------------------- output
-
-
-def _ms(p: Percentiles | None, field: str) -> str:
-    return f"{getattr(p, field) * 1000:.0f}" if p is not None else "-"
-
-
-def table(report: BenchReport) -> str:
-    head = (
-        f"{'workload':8} {'conc':>4} {'req/s':>7} {'tok/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-        f"{'ttft50':>7} {'itl50':>6} {'err%':>5} {'tool-parse':>10}"
-    )
-    lines = [f"{report.label} @ {report.base_url} ({report.model}, stream={report.stream})", head]
-    for r in report.results:
-        rate = r.tool_calls.parse_rate
-        parse = f"{rate:.0%} of {r.tool_calls.replies}" if rate is not None else "-"
-        lines.append(
-            f"{r.workload:8} {r.concurrency:>4} {r.requests_per_s:>7.2f} {r.output_tokens_per_s:>8.1f} "
-            f"{_ms(r.latency_s, 'p50'):>7} {_ms(r.latency_s, 'p95'):>7} {_ms(r.latency_s, 'p99'):>7} "
-            f"{_ms(r.ttft_s, 'p50'):>7} {_ms(r.itl_s, 'p50'):>6} {r.error_rate * 100:>5.1f} {parse:>10}"
-        )
-    return "\n".join(lines)
-
-
-def load_report(path: Path) -> BenchReport:
-    return BenchReport.model_validate_json(Path(path).read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -495,39 +374,31 @@ def _parser() -> Any:
     return parser
 
 
-async def main(argv: list[str] | None = None) -> int:
+async def _compare(paths: list[Path], out: Path) -> int:
+    """`--compare`: overlay saved runs in one pair of charts and print their tables."""
     from common.cli import fail
-    from common.flags import apply_no_progress
 
-    from .bench_charts import compare_charts, report_charts
+    from .bench_charts import compare_charts
 
-    args = _parser().parse_args(argv)
-    apply_no_progress(args.no_progress)
-    out = args.out_dir or Path("runs") / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    if args.compare:
-        if len(args.compare) < 2:
-            fail("python -m serve.bench: error: --compare needs two or more bench.json files (see --help)")
-        reports = []
-        for path in args.compare:
-            try:
-                reports.append(await asyncio.to_thread(load_report, path))
-            except FileNotFoundError:
-                raise
-            except ValueError as exc:
-                fail(f"error: {path} is not a serve.bench report ({str(exc).splitlines()[0]})")
-        charts = await asyncio.to_thread(compare_charts, reports, out)
-        for report in reports:
-            print(table(report))
-        print("charts: " + ", ".join(str(c) for c in charts))
-        return 0
-    for flag, value in (("--requests", args.requests), ("--max-tokens", args.max_tokens), ("--timeout", args.timeout)):
-        if value <= 0:
-            fail(f"python -m serve.bench: error: {flag} must be positive (see --help)")
-    try:
-        model = args.model or await first_model(args.base_url, args.api_key_env)
-    except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
-        fail(f"error: cannot list models at {args.base_url} ({type(exc).__name__}: {exc}); pass --model")
-    config = BenchConfig(
+    if len(paths) < 2:
+        fail("python -m serve.bench: error: --compare needs two or more bench.json files (see --help)")
+    reports = []
+    for path in paths:
+        try:
+            reports.append(await asyncio.to_thread(load_report, path))
+        except FileNotFoundError:
+            raise
+        except ValueError as exc:
+            fail(f"error: {path} is not a serve.bench report ({str(exc).splitlines()[0]})")
+    charts = await asyncio.to_thread(compare_charts, reports, out)
+    for report in reports:
+        print(table(report))
+    print("charts: " + ", ".join(str(c) for c in charts))
+    return 0
+
+
+def _config(args: Any, model: str) -> BenchConfig:
+    return BenchConfig(
         base_url=args.base_url,
         model=model,
         concurrency=args.concurrency,
@@ -544,8 +415,28 @@ async def main(argv: list[str] | None = None) -> int:
         label=args.label,
         api_key_env=args.api_key_env,
     )
+
+
+async def main(argv: list[str] | None = None) -> int:
+    from common.cli import fail
+    from common.flags import apply_no_progress
+
+    from .bench_charts import report_charts
+
+    args = _parser().parse_args(argv)
+    apply_no_progress(args.no_progress)
+    out = args.out_dir or Path("runs") / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    if args.compare:
+        return await _compare(args.compare, out)
+    for flag, value in (("--requests", args.requests), ("--max-tokens", args.max_tokens), ("--timeout", args.timeout)):
+        if value <= 0:
+            fail(f"python -m serve.bench: error: {flag} must be positive (see --help)")
     try:
-        report = await run_bench(config, show_progress=not args.no_progress)
+        model = args.model or await first_model(args.base_url, args.api_key_env)
+    except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
+        fail(f"error: cannot list models at {args.base_url} ({type(exc).__name__}: {exc}); pass --model")
+    try:
+        report = await run_bench(_config(args, model), show_progress=not args.no_progress)
     except ValueError as exc:  # e.g. an env without tasks in --split
         fail(f"error: {exc}")
     out.mkdir(parents=True, exist_ok=True)

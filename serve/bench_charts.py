@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .bench import BenchReport, LevelResult
+    from .bench_report import BenchReport, LevelResult
 
 _MARKERS = ("o", "s", "^", "D", "v", "P")
 

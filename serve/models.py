@@ -26,11 +26,11 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-Family = Literal["qwen", "llama3", "mistral", "chatml", "other"]
+from .store import CHAT_TEMPLATE_FILE, CHAT_TEMPLATE_PATH
 
-# serve stands beside train and does not import it; the template file is shipped next to it.
-MCPGYM_TEMPLATE = Path(__file__).resolve().parents[1] / "train" / "chat_template.jinja"
-OWN_TEMPLATE_FILE = "chat_template.jinja"
+Family = Literal["qwen", "llama3", "mistral", "chatml", "other"]
+MCPGYM_TEMPLATE = CHAT_TEMPLATE_PATH  # the tool-aware template, serve/chat_template.jinja
+OWN_TEMPLATE_FILE = CHAT_TEMPLATE_FILE
 
 
 class ServingProfile(BaseModel):

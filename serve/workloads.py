@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from contracts import Environment, ToolCall
+
 Workload = Literal["chat", "agent"]
 WORKLOADS: tuple[Workload, ...] = ("chat", "agent")
 
@@ -53,31 +55,27 @@ def chat_requests() -> list[BenchRequest]:
     return [BenchRequest(kind="chat", messages=[{"role": "user", "content": text}]) for text in CHAT_PROMPTS]
 
 
-async def agent_requests(env_spec: str = "energy", *, split: str = "train", tasks: int = 24) -> list[BenchRequest]:
-    """One request per turn of the first `tasks` tasks of `split`, with real tool results from the env."""
-    import envs
-    from contracts import ToolCall
+async def agent_requests(env: Environment, *, split: str = "train", tasks: int = 24) -> list[BenchRequest]:
+    """One request per turn of the first `tasks` tasks of `split`, with real tool results from `env`.
 
-    env = envs.load(env_spec)
+    `env` is any `contracts.Environment`, already started (the caller owns its lifetime:
+    `serve.bench` loads the one the user names and enters it around this call)."""
     requests: list[BenchRequest] = []
-    async with env:
-        for task in env.tasks(split)[:tasks]:
-            async with env.episode() as episode:
-                observation = await episode.reset(task)
-                messages = list(observation.messages)
-                tools = list(observation.tools)
+    for task in env.tasks(split)[:tasks]:
+        async with env.episode() as episode:
+            observation = await episode.reset(task)
+            messages = list(observation.messages)
+            tools = list(observation.tools)
+            requests.append(BenchRequest(kind="agent", messages=copy.deepcopy(messages), tools=tools))
+            for step in sorted({call.step for call in task.expected_calls}):
+                calls = [
+                    ToolCall(id=f"call_{step}_{i}", name=call.name, arguments=call.arguments)
+                    for i, call in enumerate(c for c in task.expected_calls if c.step == step)
+                ]
+                result = await episode.step(calls)
+                messages.append({"role": "assistant", "content": None, "tool_calls": [c.to_openai() for c in calls]})
+                messages.extend(result.messages)
                 requests.append(BenchRequest(kind="agent", messages=copy.deepcopy(messages), tools=tools))
-                for step in sorted({call.step for call in task.expected_calls}):
-                    calls = [
-                        ToolCall(id=f"call_{step}_{i}", name=call.name, arguments=call.arguments)
-                        for i, call in enumerate(c for c in task.expected_calls if c.step == step)
-                    ]
-                    result = await episode.step(calls)
-                    messages.append(
-                        {"role": "assistant", "content": None, "tool_calls": [c.to_openai() for c in calls]}
-                    )
-                    messages.extend(result.messages)
-                    requests.append(BenchRequest(kind="agent", messages=copy.deepcopy(messages), tools=tools))
     if not requests:
-        raise ValueError(f"env {env_spec!r} has no tasks in split {split!r}")
+        raise ValueError(f"env {env.name!r} has no tasks in split {split!r}")
     return requests

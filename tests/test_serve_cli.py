@@ -149,7 +149,10 @@ def _config(url: str, **fields: object) -> BenchConfig:
 
 @pytest.fixture(scope="module")
 async def agent_pool() -> dict:
-    return {"agent": await agent_requests("energy", tasks=6)}
+    import envs
+
+    async with envs.load("energy") as env:  # serve.workloads takes a started env (serve does not import envs)
+        return {"agent": await agent_requests(env, tasks=6)}
 
 
 async def test_bench_counts_tool_calls_that_parse(scripted_server, agent_pool: dict) -> None:

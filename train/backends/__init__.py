@@ -69,7 +69,7 @@ def make_model(
     inference_gpus: list[int] | None = None,
 ) -> art.TrainableModel:
     """An `art.TrainableModel` set up for `kind`: on the torch backend the tokenizer uses mcpgym's
-    tool-aware chat template (`train/chat_template.jinja`) whatever the folder carries.
+    tool-aware chat template (`serve/chat_template.jinja`) whatever the folder carries.
 
     W&B only when asked (`wandb`): ART otherwise starts a W&B run whenever WANDB_API_KEY is set
     (`report_metrics=None`, and `LocalBackend` calls `model._get_wandb_run()` on its own), so
