@@ -165,7 +165,8 @@ def merge_lora(
 ) -> MergeReport:
     """Merge the LoRA `adapter` into `base` (None: the adapter's recorded base), verify, save to `out`.
 
-    The probe chats come from the env `env` (an `envs.load` spec). Raises `MergeInputError` for
+    The probe chats come from the env `env` (an `envs.load` spec), collected in an event loop of
+    its own (`asyncio.run`): call this from sync code, or from a worker thread. Raises `MergeInputError` for
     unusable inputs and `MergeVerificationError` when the saved merge does not reproduce
     base+adapter within `tolerance` (default per dtype, `DEFAULT_TOLERANCE`).
     """
