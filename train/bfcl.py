@@ -48,6 +48,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -278,10 +279,50 @@ async def _run_locked(
             move_aside(out_path)
     done = {record.id for record in previous}
     work = [entry for entry in entries if entry.id not in done]
+    asked = await _ask_entries(
+        policy, work, categories, retry=retry, concurrency=concurrency, out_path=out_path, progress=progress
+    )
 
-    records: list[BfclRecord] = list(previous)
-    infra: list[str] = []
-    counter: Counter[str] = Counter()
+    scores = score_records([*previous, *asked.records], categories)
+    return BfclRunResult(
+        model=policy.model,
+        bfcl_version=installed_version(),
+        categories=scores,
+        summary=leaderboard_summary(scores, category_size),
+        out=out_path,
+        new=len(asked.records),
+        skipped=len(previous),
+        asked=len(work),
+        retried=retried,
+        infra_kept=sum(record.is_infra_failure for record in previous),
+        infra_failures=len(asked.infra),
+        infra_examples=asked.infra[:5],
+        retries=asked.counter["policy_retries"],
+    )
+
+
+@dataclass
+class _Asked:
+    """The records of the entries asked in this run (in the order answers came), the infra
+    failures among them ("id: error"), and the policy's counters (retries)."""
+
+    records: list[BfclRecord] = field(default_factory=list)
+    infra: list[str] = field(default_factory=list)
+    counter: Counter[str] = field(default_factory=Counter)
+
+
+async def _ask_entries(
+    policy: Policy,
+    work: list[BfclEntry],
+    categories: Sequence[str],
+    *,
+    retry: RetryConfig,
+    concurrency: int,
+    out_path: Path | None,
+    progress: bool,
+) -> _Asked:
+    """Ask `concurrency` entries at a time, appending each record to `out_path` as it comes."""
+    asked = _Asked()
     bar = tqdm(total=len(work), desc=f"bfcl {policy.model}", unit="entry", disable=not progress, dynamic_ncols=True)
     appender = JsonlAppender(out_path) if out_path is not None else None
     queue = iter(work)
@@ -293,18 +334,18 @@ async def _run_locked(
         for entry in queue:  # one shared iterator: each entry goes to exactly one worker
             try:
                 if runner is not None and entry.category in MULTI_TURN:
-                    record = await answer_multi_turn(runner, policy, entry, counter)
+                    record = await answer_multi_turn(runner, policy, entry, asked.counter)
                 else:
-                    record = await answer_entry(policy, entry, retry, counter)
+                    record = await answer_entry(policy, entry, retry, asked.counter)
             except _InfraError as exc:
-                infra.append(f"{entry.id}: {exc}")
+                asked.infra.append(f"{entry.id}: {exc}")
                 tally["infra"] += 1
                 record = infra_record(entry, policy.model, str(exc))
             else:
                 tally["right" if record.valid else "wrong"] += 1
             if appender is not None:
                 appender.write(record)
-            records.append(record)
+            asked.records.append(record)
             bar.update(1)
             scored = tally["right"] + tally["wrong"]
             bar.set_postfix(
@@ -319,23 +360,7 @@ async def _run_locked(
         bar.close()
         if appender is not None:
             appender.close()
-
-    scores = score_records(records, categories)
-    return BfclRunResult(
-        model=policy.model,
-        bfcl_version=installed_version(),
-        categories=scores,
-        summary=leaderboard_summary(scores, category_size),
-        out=out_path,
-        new=len(records) - len(previous),
-        skipped=len(previous),
-        asked=len(work),
-        retried=retried,
-        infra_kept=sum(record.is_infra_failure for record in previous),
-        infra_failures=len(infra),
-        infra_examples=infra[:5],
-        retries=counter["policy_retries"],
-    )
+    return asked
 
 
 def _resume(out: Path, chosen: set[str], model: str, *, retry_infra: bool) -> tuple[list[BfclRecord], int]:
@@ -522,6 +547,17 @@ def build_parser(prog: str = "python -m train.bfcl") -> ArgumentParser:
     return parser
 
 
+def _policy_config(args: Any) -> PolicyConfig:
+    return PolicyConfig(
+        base_url=args.base_url,
+        model=args.model,
+        api_key_env=args.api_key_env,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        request_timeout_s=args.request_timeout,
+    )
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str = "python -m train.bfcl") -> int:
     """The CLI; raises UsageError for bad input (run it under common.cli.run_cli for the one-line exit 2)."""
     args = build_parser(prog).parse_args(list(argv) if argv is not None else None)
@@ -539,14 +575,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m train.bfcl
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1")
     out = Path(args.out) if args.out else _default_out(args.model)
-    config = PolicyConfig(
-        base_url=args.base_url,
-        model=args.model,
-        api_key_env=args.api_key_env,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        request_timeout_s=args.request_timeout,
-    )
+    config = _policy_config(args)
 
     endpoints: list[EndpointStats] = []
 

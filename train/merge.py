@@ -1,6 +1,7 @@
 """Merge a LoRA adapter into its base model and prove the merge is faithful.
 
     python -m train.merge --adapter CHECKPOINT --out-dir DIR [--base-model PATH] [--dtype bf16|fp32] [--force]
+        [--env energy]
 
 `CHECKPOINT` is a PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`), or an
 ART model folder whose `checkpoints/NNNN/` hold them (the latest step is taken). The base defaults to
@@ -8,80 +9,77 @@ the folder the adapter records as `base_model_name_or_path` (else the embedded m
 agree). The result is a plain safetensors folder with the base's tokenizer and mcpgym's tool-aware
 chat template, which vLLM serves and transformers loads as is.
 
-Verification, before anything is published: a fixed probe batch (tool-calling chats rendered with the
-chat template) runs through base+adapter in float32; the merged model, after it was saved and
-loaded back from disk in its final dtype, must reproduce those logits within a tolerance that depends
-on the dtype (bfloat16 rounding is real). A failure exits 1 with the max abs diff and leaves no output.
-Bad input (a missing adapter, an adapter made for another base, a non-empty --out) is one line, exit 2.
+Verification, before anything is published: a probe batch (chats of the `--env`'s own tasks, with its
+system prompt, tools and tool results, rendered with the chat template; train.merge_probe) runs
+through base+adapter in float32; the merged model, after it was saved and loaded back from disk in
+its final dtype, must reproduce those logits within a tolerance that depends on the dtype (bfloat16
+rounding is real). A failure exits 1 with the max abs diff and leaves no output. Bad input (a missing
+adapter, an adapter made for another base, a non-empty --out; train.merge_inputs) is one line, exit 2.
 Everything is written to a temporary sibling of `--out` and renamed into place at the end.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
-import hashlib
-import json
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from common.cli import ArgumentParser, UsageError, fail, run_cli
+from common.cli import ArgumentParser, fail, run_cli
 from common.flags import add_flag
-from train.models import (
-    BASE_MODEL_NAME,
-    MANIFEST_FILE,
-    base_model_dir,
-    ensure_base_model,
-    install_chat_template,
-    load_tokenizer,
-    publish_dir,
+from contracts import EnvInfraError
+from train.merge_inputs import (
+    DEFAULT_TOLERANCE,
+    MergeDtype,
+    MergeInputError,
+    MergeInputs,
+    check_adapter_shapes,
+    check_inputs,
+    default_dtype,
+    resolve_adapter_dir,
 )
+from train.merge_probe import (
+    MergeVerificationError,
+    check_in_memory,
+    check_same_weights,
+    check_saved,
+    load_env,
+    logits,
+    max_abs_diff,
+    probe_batch,
+    probe_chats,
+)
+from train.models import base_model_dir, install_chat_template, load_tokenizer, publish_dir
 
 if TYPE_CHECKING:
     import torch
 
-MergeDtype = Literal["bf16", "fp32"]
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "MERGE_REPORT_FILE",
+    "MERGE_TOLERANCE",
+    "MergeDtype",
+    "MergeInputError",
+    "MergeReport",
+    "MergeVerificationError",
+    "default_dtype",
+    "main",
+    "merge_lora",
+    "resolve_adapter_dir",
+]
+
 MERGE_REPORT_FILE = "mcpgym_merge.json"
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
-# Max abs logit difference allowed between the saved merge (loaded back, computed in float32) and
-# base+adapter in float32. float32: merging only re-associates sums (measured 5e-7 on the tiny model,
-# 1e-4 on SmolLM2-135M). bfloat16: rounding every weight to 8 mantissa bits alone moves SmolLM2's logits
-# by about 1, so there the bar is only a sanity bound. What proves a bfloat16 merge right are the two
-# exact checks that always run: the in-memory float32 merge is held to the float32 bar before the cast,
-# and the saved folder must load back to exactly the weights that were verified.
-DEFAULT_TOLERANCE: dict[str, float] = {"fp32": 1e-3, "bf16": 2.0}
-MERGE_TOLERANCE = DEFAULT_TOLERANCE["fp32"]
-
-_SHAPE_KEYS = (
-    "model_type",
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "head_dim",
-    "vocab_size",
-)
-
-
-class MergeInputError(UsageError):
-    """The inputs cannot be merged (missing adapter, wrong base, occupied output): exit 2."""
-
-
-class MergeVerificationError(RuntimeError):
-    """The merged model does not reproduce base+adapter: exit 1, nothing published."""
-
-    def __init__(self, message: str, max_abs_diff: float) -> None:
-        super().__init__(message)
-        self.max_abs_diff = max_abs_diff
+MERGE_TOLERANCE = DEFAULT_TOLERANCE["fp32"]  # the in-memory float32 merge, before any cast
+DEFAULT_ENV = "energy"
 
 
 class MergeReport(BaseModel):
@@ -105,271 +103,38 @@ class MergeReport(BaseModel):
     seconds: float
 
 
-# --------------------------------------------------------------------------- input checks
+@dataclass
+class _InMemory:
+    """The float32 merge, cast to the final dtype, and what the probe measured on the way."""
+
+    merged: Any  # the merged transformers model
+    tokenizer: Any
+    batch: dict[str, torch.Tensor]
+    reference: torch.Tensor  # base+adapter logits on the probe, float32
+    merged_modules: int
+    adapter_effect: float
+    merge_diff: float
 
 
-def resolve_adapter_dir(path: Path) -> Path:
-    """The adapter folder itself, or the latest `checkpoints/NNNN` of an ART model folder."""
-    path = path.expanduser()
-    if not path.is_dir():
-        raise MergeInputError(f"adapter folder not found: {path}")
-    if (path / ADAPTER_CONFIG).is_file():
-        return path
-    steps = sorted(
-        (child for child in (path / "checkpoints").glob("*") if child.name.isdigit() and child.is_dir()),
-        key=lambda child: int(child.name),
-    )
-    steps = [step for step in steps if (step / ADAPTER_CONFIG).is_file()]
-    if steps:
-        return steps[-1]
-    raise MergeInputError(f"{path} is not a PEFT adapter (no {ADAPTER_CONFIG}, no checkpoints/NNNN inside)")
+class _Log:
+    """Progress lines on stderr, stamped with the seconds since the merge started."""
 
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started = time.perf_counter()
 
-def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
-    try:
-        config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise MergeInputError(f"{adapter_dir / ADAPTER_CONFIG}: unreadable ({exc})") from exc
-    if not isinstance(config, dict):
-        raise MergeInputError(f"{adapter_dir / ADAPTER_CONFIG}: not a JSON object")
-    if config.get("peft_type") != "LORA":
-        raise MergeInputError(f"{adapter_dir}: a {config.get('peft_type')!r} adapter, only LoRA adapters merge here")
-    if not any((adapter_dir / name).is_file() for name in ADAPTER_WEIGHTS):
-        raise MergeInputError(f"{adapter_dir}: no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
-    return config
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            print(f"merge [{self.elapsed():6.1f}s] {message}", file=sys.stderr, flush=True)
 
-
-def _weights_fingerprint(model_dir: Path) -> str:
-    """A cheap identity of a model's weights: sizes plus a few sampled MiB of every safetensors file.
-
-    Two folders holding copies of the same weights agree; two differently trained or seeded models
-    (same shapes, other numbers) do not. Full hashing would cost seconds per GiB for no real gain.
-    """
-    digest = hashlib.sha256()
-    chunk = 1 << 20
-    for file in sorted(model_dir.glob("*.safetensors")):
-        size = file.stat().st_size
-        digest.update(f"{file.name}:{size}".encode())
-        with open(file, "rb") as handle:
-            for offset in sorted({0, max(0, size // 2 - chunk // 2), max(0, size - chunk)}):
-                handle.seek(offset)
-                digest.update(handle.read(chunk))
-    return digest.hexdigest()
-
-
-def _model_config(model_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise MergeInputError(f"{model_dir}: not a model folder (config.json: {exc})") from exc
-
-
-def _model_names(model_dir: Path) -> set[str]:
-    """Lower-case names a model folder goes by: its folder name and, for the embedded model, its manifest."""
-    names = {model_dir.name.lower()}
-    manifest = model_dir / MANIFEST_FILE
-    if manifest.is_file():
-        with contextlib.suppress(OSError, ValueError):
-            names.add(str(json.loads(manifest.read_text(encoding="utf-8")).get("name", "")).lower())
-    return names
-
-
-def resolve_base(base: Path | None, adapter_config: dict[str, Any]) -> Path:
-    """`base` when given, else the folder the adapter records, else the embedded model if the names agree."""
-    if base is not None:
-        base = base.expanduser()
-        if not (base / "config.json").is_file():
-            raise MergeInputError(f"base model folder not found (no config.json): {base}")
-        return base.resolve()
-    recorded = adapter_config.get("base_model_name_or_path")
-    if recorded and (Path(recorded).expanduser() / "config.json").is_file():
-        return Path(recorded).expanduser().resolve()
-    if recorded and Path(str(recorded)).name.lower() == BASE_MODEL_NAME:
-        return ensure_base_model().resolve()
-    raise MergeInputError(f"the adapter's base {recorded!r} is not a local model folder; pass --base-model")
-
-
-def check_base_identity(base: Path, adapter_config: dict[str, Any]) -> None:
-    """Refuse an adapter whose recorded base is another model than `base`."""
-    recorded = adapter_config.get("base_model_name_or_path")
-    if not recorded:
-        return  # nothing recorded: only the shape checks can tell
-    hint = "; pass --allow-base-mismatch to merge anyway"
-    recorded_dir = Path(str(recorded)).expanduser()
-    if (recorded_dir / "config.json").is_file():
-        if recorded_dir.resolve() == base.resolve():
-            return
-        theirs, ours = _model_config(recorded_dir), _model_config(base)
-        differing = [key for key in _SHAPE_KEYS if theirs.get(key) != ours.get(key)]
-        if differing:
-            raise MergeInputError(
-                f"adapter was trained on {recorded_dir}, a different architecture than {base} "
-                f"({', '.join(differing)} differ){hint}"
-            )
-        if _weights_fingerprint(recorded_dir) != _weights_fingerprint(base):
-            raise MergeInputError(f"adapter was trained on {recorded_dir}, whose weights differ from {base}{hint}")
-        return
-    # A hub id or a path from another machine: compare names ("org/Model-X" matches a folder "model-x").
-    if Path(str(recorded)).name.lower() not in _model_names(base):
-        raise MergeInputError(f"adapter was trained on {recorded!r}, not on {base}{hint}")
-
-
-def _adapter_tensor_shapes(adapter_dir: Path) -> dict[str, list[int]]:
-    weights = adapter_dir / ADAPTER_WEIGHTS[0]
-    if weights.is_file():
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(weights), framework="pt") as handle:
-                return {name: list(handle.get_slice(name).get_shape()) for name in handle.keys()}
-        except Exception as exc:  # safetensors raises its own error types for a corrupt header
-            raise MergeInputError(f"{weights}: unreadable safetensors ({exc})") from exc
-    import torch
-
-    state = torch.load(adapter_dir / ADAPTER_WEIGHTS[1], map_location="meta", weights_only=True)
-    return {name: list(tensor.shape) for name, tensor in state.items()}
-
-
-def check_adapter_shapes(model: torch.nn.Module, adapter_dir: Path) -> int:
-    """Every LoRA tensor must target an existing layer of matching size; returns the number of LoRA layers.
-
-    Done before peft loads the adapter because peft only warns about keys that match nothing and
-    fails on a size mismatch with a long traceback.
-    """
-    import torch
-
-    modules = dict(model.named_modules())
-    params = dict(model.named_parameters())
-    layers: set[str] = set()
-    for key, shape in _adapter_tensor_shapes(adapter_dir).items():
-        name = key.removeprefix("base_model.model.")
-        if ".lora_" not in name:
-            if name in params and list(params[name].shape) != shape:
-                raise MergeInputError(
-                    f"adapter tensor {key} has shape {shape}, the base's {name} has {list(params[name].shape)}"
-                )
-            continue
-        module_name, _, rest = name.partition(".lora_")
-        module = modules.get(module_name)
-        if module is None:
-            raise MergeInputError(f"adapter targets {module_name}, which the base model does not have")
-        layers.add(module_name)
-        kind = rest.split(".")[0]
-        if isinstance(module, torch.nn.Linear):
-            expected = {"A": [None, module.in_features], "B": [module.out_features, None]}.get(kind)
-        elif isinstance(module, torch.nn.Embedding):
-            expected = {
-                "embedding_A": [None, module.num_embeddings],
-                "embedding_B": [module.embedding_dim, None],
-            }.get(kind)
-        else:
-            expected = None
-        if expected is not None and (
-            len(shape) != 2 or any(want is not None and want != got for want, got in zip(expected, shape, strict=True))
-        ):
-            raise MergeInputError(
-                f"adapter tensor {key} has shape {shape}, which does not fit the base's {module_name} "
-                f"({type(module).__name__} {list(module.weight.shape)}): the adapter was made for another base"
-            )
-    if not layers:
-        raise MergeInputError(f"{adapter_dir}: the adapter holds no LoRA weights")
-    return len(layers)
-
-
-def check_out_dir(out: Path, *, force: bool, inputs: list[Path]) -> Path:
-    out = out.expanduser().resolve()
-    for path in inputs:
-        path = path.resolve()
-        if out == path or out in path.parents:
-            raise MergeInputError(f"--out {out} would overwrite the input {path}")
-    if out.exists() and not out.is_dir():
-        raise MergeInputError(f"--out {out} is a file")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise MergeInputError(f"--out {out} is not empty (pass --force to replace it)")
-    return out
-
-
-# --------------------------------------------------------------------------- probe
-
-
-# Tool-calling chats in the shape the policy is trained on: tools in the system turn, calls, results.
-# Only the first carries the tool schemas, to keep the probe short (it runs three times, on the CPU).
-_PROBE_TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_price",
-            "description": "Electricity spot price for a zone and hour.",
-            "parameters": {
-                "type": "object",
-                "properties": {"zone": {"type": "string"}, "hour": {"type": "integer"}},
-                "required": ["zone", "hour"],
-            },
-        },
-    }
-]
-_PROBE_CHATS: list[list[dict[str, Any]]] = [
-    [
-        {"role": "user", "content": "What was the spot price in zone DE at 14:00?"},
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {"type": "function", "function": {"name": "get_price", "arguments": '{"zone": "DE", "hour": 14}'}}
-            ],
-        },
-        {"role": "tool", "content": '{"eur_per_mwh": 81.5}'},
-        {"role": "assistant", "content": "The spot price in DE at 14:00 was 81.5 EUR/MWh."},
-    ],
-    [
-        {"role": "system", "content": "You are an energy analyst. Use the tools."},
-        {"role": "user", "content": "Compare FR at 3am with FR at 6pm."},
-    ],
-    [{"role": "user", "content": "Hello! Who are you?"}, {"role": "assistant", "content": "I am a helpful assistant."}],
-]
-
-
-def probe_batch(tokenizer: Any) -> dict[str, torch.Tensor]:
-    """The fixed probe: chat-templated, right-padded, with an attention mask."""
-    texts = [
-        tokenizer.apply_chat_template(chat, tools=_PROBE_TOOLS if index == 0 else None, tokenize=False)
-        for index, chat in enumerate(_PROBE_CHATS)
-    ]
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-
-
-def _logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    import torch
-
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        out = model(**{key: value.to(device) for key, value in batch.items()})
-    mask = batch["attention_mask"].bool()
-    return out.logits.float().cpu()[mask]  # only real tokens: padded positions are undefined
-
-
-def _max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max())
-
-
-# --------------------------------------------------------------------------- merge
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
 
 
 def _torch_dtype(dtype: MergeDtype) -> torch.dtype:
     import torch
 
     return {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
-
-
-def default_dtype(base: Path) -> MergeDtype:
-    """Keep the base's precision: bf16 for half-precision checkpoints, fp32 otherwise (the embedded model)."""
-    config = _model_config(base)
-    saved = str(config.get("dtype") or config.get("torch_dtype") or "float32")
-    return "bf16" if saved in {"bfloat16", "float16"} else "fp32"
 
 
 @contextlib.contextmanager
@@ -396,125 +161,115 @@ def merge_lora(
     tolerance: float | None = None,
     allow_base_mismatch: bool = False,
     progress: bool = True,
+    env: str = DEFAULT_ENV,
 ) -> MergeReport:
     """Merge the LoRA `adapter` into `base` (None: the adapter's recorded base), verify, save to `out`.
 
-    Raises `MergeInputError` for unusable inputs and `MergeVerificationError` when the saved merge
-    does not reproduce base+adapter within `tolerance` (default per dtype, `DEFAULT_TOLERANCE`).
+    The probe chats come from the env `env` (an `envs.load` spec), collected in an event loop of
+    its own (`asyncio.run`): call this from sync code, or from a worker thread. Raises `MergeInputError` for
+    unusable inputs and `MergeVerificationError` when the saved merge does not reproduce
+    base+adapter within `tolerance` (default per dtype, `DEFAULT_TOLERANCE`).
     """
-    started = time.perf_counter()
-
-    def log(message: str) -> None:
-        if progress:
-            print(f"merge [{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-    adapter_dir = resolve_adapter_dir(Path(adapter))
-    adapter_config = read_adapter_config(adapter_dir)
-    base_dir = resolve_base(Path(base) if base is not None else None, adapter_config)
-    if not allow_base_mismatch:
-        check_base_identity(base_dir, adapter_config)
-    out_dir = check_out_dir(Path(out), force=force, inputs=[base_dir, adapter_dir])
-    dtype = dtype or default_dtype(base_dir)
-    if tolerance is None:
-        tolerance = DEFAULT_TOLERANCE[dtype]
-    if tolerance < 0:
-        raise MergeInputError(f"tolerance must be >= 0, got {tolerance}")
+    log = _Log(progress)
+    inputs = check_inputs(
+        base, adapter, out, dtype, force=force, tolerance=tolerance, allow_base_mismatch=allow_base_mismatch
+    )
+    environment = load_env(env)
     # Heavy imports only once the cheap checks passed: bad input fails in well under a second.
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-
     with _quiet_transformers():
-        log(f"loading base {base_dir} (float32, {device})")
-        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device).eval()
-        tokenizer = load_tokenizer(base_dir)
-        batch = probe_batch(tokenizer)
-        merged_modules = check_adapter_shapes(model, adapter_dir)
-        base_logits = _logits(model, batch)
-
-        log(f"loading adapter {adapter_dir} ({merged_modules} LoRA layers)")
-        try:
-            peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
-        except (RuntimeError, ValueError, KeyError) as exc:  # size mismatch and friends, past our checks
-            raise MergeInputError(f"adapter {adapter_dir} does not load into {base_dir}: {exc}") from exc
-        peft_model.eval()
-        reference = _logits(peft_model, batch)
-        adapter_effect = _max_abs_diff(reference, base_logits)
-        if adapter_effect == 0.0:
-            log("note: the adapter does not change the base's outputs (all-zero LoRA B?)")
-
-        log("merging (merge_and_unload, safe_merge)")
-        merged = peft_model.merge_and_unload(safe_merge=True)
-        merge_diff = _max_abs_diff(_logits(merged, batch), reference)
-        if merge_diff > MERGE_TOLERANCE:
-            raise MergeVerificationError(
-                f"merge verification failed: in-memory float32 merge differs from base+adapter by "
-                f"max abs diff {merge_diff:.3g} > {MERGE_TOLERANCE:g}",
-                merge_diff,
-            )
-        merged = merged.to(_torch_dtype(dtype))
-        merged.config.dtype = _torch_dtype(dtype)
-        del peft_model, model  # the same modules as `merged` now: merge_and_unload works in place
-
+        state = _merge_in_memory(inputs, environment, device, log)
+        out_dir = inputs.out_dir
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
         try:
-            log(f"saving {dtype} safetensors, tokenizer and chat template")
-            merged.save_pretrained(work)
-            tokenizer.save_pretrained(work)
+            log(f"saving {inputs.dtype} safetensors, tokenizer and chat template")
+            state.merged.save_pretrained(work)
+            state.tokenizer.save_pretrained(work)
             install_chat_template(work)
-            log("verifying the saved folder against base+adapter")
-            # Loaded back in float32: bf16 weights are exact in float32, and float32 compute is both
-            # what vLLM does on the CPU and far faster there than bfloat16 matmuls.
-            reloaded = AutoModelForCausalLM.from_pretrained(work, dtype=torch.float32).to(device).eval()
-            _check_same_weights(reloaded, merged)
-            del merged
-            gc.collect()
-            saved_logits = _logits(reloaded, batch)
-            del reloaded
-            diff = _max_abs_diff(saved_logits, reference)
-            agreement = float((saved_logits.argmax(-1) == reference.argmax(-1)).float().mean())
-            if not diff <= tolerance:  # also catches NaN
-                raise MergeVerificationError(
-                    f"merge verification failed: the saved {dtype} model differs from base+adapter by "
-                    f"max abs diff {diff:.3g} > tolerance {tolerance:g} (top-1 agreement {agreement:.1%})",
-                    diff,
-                )
-            report = MergeReport(
-                base_model=base_dir,
-                adapter=adapter_dir.resolve(),
-                out=out_dir,
-                dtype=dtype,
-                adapter_base=adapter_config.get("base_model_name_or_path"),
-                rank=int(adapter_config.get("r", 0)),
-                lora_alpha=float(adapter_config.get("lora_alpha", 0)),
-                target_modules=sorted(_as_list(adapter_config.get("target_modules"))),
-                merged_modules=merged_modules,
-                probe_tokens=int(batch["attention_mask"].sum()),
-                adapter_effect=adapter_effect,
-                merge_max_abs_diff=merge_diff,
-                max_abs_diff=diff,
-                tolerance=tolerance,
-                top1_agreement=agreement,
-                seconds=round(time.perf_counter() - started, 2),
-            )
+            diff, agreement = _verify_saved(work, state, inputs, device, log)
+            report = _report(inputs, state, diff=diff, agreement=agreement, seconds=log.elapsed())
             (work / MERGE_REPORT_FILE).write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
             publish_dir(work, out_dir)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    log(f"done: {out_dir} (max abs diff {diff:.3g} <= {tolerance:g}, adapter effect {adapter_effect:.3g})")
+    log(f"done: {out_dir} (max abs diff {diff:.3g} <= {inputs.tolerance:g}, adapter effect {state.adapter_effect:.3g})")
     return report
 
 
-def _check_same_weights(reloaded: torch.nn.Module, merged: torch.nn.Module) -> None:
-    """The saved folder must hold exactly the weights that were verified (nothing lost or re-tied)."""
-    saved = reloaded.state_dict()
-    for name, tensor in merged.state_dict().items():
-        other = saved.get(name)
-        if other is None or other.shape != tensor.shape or not other.equal(tensor.to(other.dtype)):
-            raise MergeVerificationError(f"merge verification failed: the saved folder's {name} differs", float("inf"))
+def _merge_in_memory(inputs: MergeInputs, environment: Any, device: str, log: _Log) -> _InMemory:
+    """Base and base+adapter on the probe, then the float32 merge held to the float32 bar and cast."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    log(f"loading base {inputs.base_dir} (float32, {device})")
+    model = AutoModelForCausalLM.from_pretrained(inputs.base_dir, dtype=torch.float32).to(device).eval()
+    tokenizer = load_tokenizer(inputs.base_dir)
+    merged_modules = check_adapter_shapes(model, inputs.adapter_dir)
+    batch = probe_batch(tokenizer, asyncio.run(probe_chats(environment)))
+    base_logits = logits(model, batch)
+
+    log(f"loading adapter {inputs.adapter_dir} ({merged_modules} LoRA layers)")
+    try:
+        peft_model = PeftModel.from_pretrained(model, inputs.adapter_dir, is_trainable=False)
+    except (RuntimeError, ValueError, KeyError) as exc:  # size mismatch and friends, past our checks
+        raise MergeInputError(f"adapter {inputs.adapter_dir} does not load into {inputs.base_dir}: {exc}") from exc
+    peft_model.eval()
+    reference = logits(peft_model, batch)
+    adapter_effect = max_abs_diff(reference, base_logits)
+    if adapter_effect == 0.0:
+        log("note: the adapter does not change the base's outputs (all-zero LoRA B?)")
+
+    log("merging (merge_and_unload, safe_merge)")
+    merged = peft_model.merge_and_unload(safe_merge=True)
+    merge_diff = check_in_memory(logits(merged, batch), reference, tolerance=MERGE_TOLERANCE)
+    merged = merged.to(_torch_dtype(inputs.dtype))
+    merged.config.dtype = _torch_dtype(inputs.dtype)
+    del peft_model, model  # the same modules as `merged` now: merge_and_unload works in place
+    return _InMemory(merged, tokenizer, batch, reference, merged_modules, adapter_effect, merge_diff)
+
+
+def _verify_saved(work: Path, state: _InMemory, inputs: MergeInputs, device: str, log: _Log) -> tuple[float, float]:
+    """The saved folder loads back to exactly the merged weights and reproduces base+adapter on the
+    probe; returns (max abs diff, top-1 agreement). Frees the in-memory merge on the way."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    log("verifying the saved folder against base+adapter")
+    # Loaded back in float32: bf16 weights are exact in float32, and float32 compute is both
+    # what vLLM does on the CPU and far faster there than bfloat16 matmuls.
+    reloaded = AutoModelForCausalLM.from_pretrained(work, dtype=torch.float32).to(device).eval()
+    check_same_weights(reloaded, state.merged)
+    state.merged = None  # the last reference: the forward pass below runs without a second model
+    gc.collect()
+    saved_logits = logits(reloaded, state.batch)
+    del reloaded
+    return check_saved(saved_logits, state.reference, tolerance=inputs.tolerance, dtype=inputs.dtype)
+
+
+def _report(inputs: MergeInputs, state: _InMemory, *, diff: float, agreement: float, seconds: float) -> MergeReport:
+    config = inputs.adapter_config
+    return MergeReport(
+        base_model=inputs.base_dir,
+        adapter=inputs.adapter_dir.resolve(),
+        out=inputs.out_dir,
+        dtype=inputs.dtype,
+        adapter_base=config.get("base_model_name_or_path"),
+        rank=int(config.get("r", 0)),
+        lora_alpha=float(config.get("lora_alpha", 0)),
+        target_modules=sorted(_as_list(config.get("target_modules"))),
+        merged_modules=state.merged_modules,
+        probe_tokens=int(state.batch["attention_mask"].sum()),
+        adapter_effect=state.adapter_effect,
+        merge_max_abs_diff=state.merge_diff,
+        max_abs_diff=diff,
+        tolerance=inputs.tolerance,
+        top1_agreement=agreement,
+        seconds=round(seconds, 2),
+    )
 
 
 def _as_list(value: Any) -> list[str]:
@@ -565,6 +320,9 @@ def _parser() -> ArgumentParser:
         action="store_true",
         help="merge even if the adapter records another base (shape checks still apply)",
     )
+    parser.add_argument(
+        "--env", default=DEFAULT_ENV, help="env whose tasks make the probe chats (name, mcp.json or module:factory)"
+    )
     add_flag(parser, "--no-progress", aliases=("--quiet",), help="no progress lines on stderr")
     return parser
 
@@ -581,11 +339,14 @@ def main(argv: list[str] | None = None) -> None:
             tolerance=args.tolerance,
             allow_base_mismatch=args.allow_base_mismatch,
             progress=not args.no_progress,
+            env=args.env,
         )
     except MergeInputError as exc:
         fail(f"error: {exc}")
     except MergeVerificationError as exc:
         fail(f"error: {exc}", code=1)
+    except EnvInfraError as exc:  # the probe's env failed to run: not the inputs' fault
+        fail(f"error: --env {args.env}: {exc}", code=1)
     print(report.out)
 
 

@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from common.cli import ArgumentParser, UsageError, run_cli
+from common.config_flags import config_from_args as config_fields_from_args
 from common.flags import add_flag, apply_no_progress, wandb_wanted
 from rollouts.jsonl import JsonlAppender
 from train.backends import BACKENDS, BACKENDS_HELP, BackendKind
@@ -136,23 +137,14 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
     trajs, replayed = select_data(config, base_model=base_model)
     print(f"sft: {len(trajs)} trajectories ({replayed} replayed) from {config.trajectories}", file=sys.stderr)
 
-    import art  # after the data checks: bad input fails fast, without art's ~15 s import
-    from art.types import TrainSFTConfig
-    from art.utils.sft import create_lr_schedule
+    # After the data checks: bad input fails fast, without art's ~15 s import.
+    from art.utils.output_dirs import get_step_checkpoint_dir
 
-    from train.backends import make_backend, make_model
+    from train.backends import make_model
 
     owns_backend = backend is None
     if backend is None:
-        opts: dict[str, Any] = {"path": config.art_path}
-        if config.backend == "torch":
-            from train.backends.settings import LoraSettings
-
-            opts["lora"] = LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank)
-            opts["sft_detach_prompt"] = config.detach_prompt
-        if config.backend == "local":
-            opts["gpus"] = len(config.trainer_gpus or [0]) + len(config.inference_gpus or [])
-        backend = make_backend(config.backend, **opts)
+        backend = _open_backend(config)
     try:
         if model is None:
             project = config.project or config.env or "mcpgym"
@@ -166,57 +158,18 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
                 trainer_gpus=config.trainer_gpus,
                 inference_gpus=config.inference_gpus,
             )
-        if model._backend is None:
-            if config.backend == "torch":
-                await art.Model.register(model, backend)  # training only: SFT needs no inference server
-            else:
-                await model.register(backend)
-
-        rng = random.Random(config.seed)
+        await _register(model, backend, config)
         examples = [to_sft_trajectory(traj) for traj in trajs]
-        ordered: list[Any] = []
-        for _ in range(config.epochs):
-            epoch = list(examples)
-            rng.shuffle(epoch)
-            ordered += epoch
-        total_batches = math.ceil(len(ordered) / config.batch_size)
-        schedule = create_lr_schedule(
-            total_batches,
-            config.lr,
-            method=config.lr_schedule,
-            warmup_steps=int(total_batches * config.warmup_ratio),
-        )
+        ordered = epoch_order(examples, config.epochs, seed=config.seed)
         out_dir = config.out_dir or Path(model._get_output_dir()) / "sft"
         out_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path = out_dir / "sft_metrics.jsonl"
-        losses: list[float] = []
-        dropped = 0
         batches_per_epoch = max(1, math.ceil(len(examples) / config.batch_size))
-        sft_config = TrainSFTConfig(learning_rate=schedule, batch_size=config.batch_size)
-        with JsonlAppender(metrics_path) as metrics_file:
-            async for metrics in backend._train_sft(model, ordered, sft_config, {}, False):
-                losses.append(float(metrics["loss/train"]))
-                dropped = int(metrics.get("data/step_num_dropped_trajectories", 0))
-                metrics_file.write(
-                    {"model": model.name, "batch": len(losses), "epoch": (len(losses) - 1) // batches_per_epoch + 1}
-                    | metrics
-                )
+        metrics_path = out_dir / "sft_metrics.jsonl"
+        losses, dropped = await _train(backend, model, ordered, config, metrics_path, batches_per_epoch)
         if dropped >= len(ordered):
             raise SFTDataError(f"every example is longer than --max-length {config.max_length} tokens")
         step = await model.get_step()
-        if losses:
-            await model.log(
-                trajectories=None, split="train", metrics={"loss/train": sum(losses) / len(losses)}, step=step
-            )
-        plot_path = None
-        if losses:
-            from train.sft_report import plot_losses
-
-            plot_path = plot_losses(
-                losses, out_dir / "sft_loss.png", batches_per_epoch=batches_per_epoch, title=f"SFT {model.name}"
-            )
-        from art.utils.output_dirs import get_step_checkpoint_dir
-
+        plot_path = await _report_losses(model, losses, step, out_dir, batches_per_epoch)
         return SFTResult(
             adapter_dir=Path(get_step_checkpoint_dir(model._get_output_dir(), step)),
             step=step,
@@ -232,6 +185,86 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
     finally:
         if owns_backend:
             await backend.close()
+
+
+async def _register(model: Any, backend: Any, config: SFTConfig) -> None:
+    """Register a model not registered yet; on the torch backend for training only (SFT needs no
+    inference server)."""
+    if model._backend is not None:
+        return
+    if config.backend == "torch":
+        import art
+
+        await art.Model.register(model, backend)
+    else:
+        await model.register(backend)
+
+
+def _open_backend(config: SFTConfig) -> Any:
+    """The ART backend `config.backend` names, with the LoRA and GPU settings of this run."""
+    from train.backends import make_backend
+
+    opts: dict[str, Any] = {"path": config.art_path}
+    if config.backend == "torch":
+        from train.backends.settings import LoraSettings
+
+        opts["lora"] = LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank)
+        opts["sft_detach_prompt"] = config.detach_prompt
+    if config.backend == "local":
+        opts["gpus"] = len(config.trainer_gpus or [0]) + len(config.inference_gpus or [])
+    return make_backend(config.backend, **opts)
+
+
+def epoch_order(examples: list[Any], epochs: int, *, seed: int) -> list[Any]:
+    """Every example once per epoch, each epoch shuffled anew (one seeded generator for all)."""
+    rng = random.Random(seed)
+    ordered: list[Any] = []
+    for _ in range(epochs):
+        epoch = list(examples)
+        rng.shuffle(epoch)
+        ordered += epoch
+    return ordered
+
+
+async def _train(
+    backend: Any, model: Any, ordered: list[Any], config: SFTConfig, metrics_path: Path, batches_per_epoch: int
+) -> tuple[list[float], int]:
+    """The SFT batches through the backend, each batch's metrics appended to `metrics_path` as it
+    comes; returns (loss per batch, examples dropped as too long)."""
+    from art.types import TrainSFTConfig
+    from art.utils.sft import create_lr_schedule
+
+    total_batches = math.ceil(len(ordered) / config.batch_size)
+    schedule = create_lr_schedule(
+        total_batches,
+        config.lr,
+        method=config.lr_schedule,
+        warmup_steps=int(total_batches * config.warmup_ratio),
+    )
+    losses: list[float] = []
+    dropped = 0
+    sft_config = TrainSFTConfig(learning_rate=schedule, batch_size=config.batch_size)
+    with JsonlAppender(metrics_path) as metrics_file:
+        async for metrics in backend._train_sft(model, ordered, sft_config, {}, False):
+            losses.append(float(metrics["loss/train"]))
+            dropped = int(metrics.get("data/step_num_dropped_trajectories", 0))
+            metrics_file.write(
+                {"model": model.name, "batch": len(losses), "epoch": (len(losses) - 1) // batches_per_epoch + 1}
+                | metrics
+            )
+    return losses, dropped
+
+
+async def _report_losses(
+    model: Any, losses: list[float], step: int, out_dir: Path, batches_per_epoch: int
+) -> Path | None:
+    """The mean loss logged to the model (ART's metrics, W&B when on) and the loss curve plotted."""
+    if not losses:
+        return None
+    await model.log(trajectories=None, split="train", metrics={"loss/train": sum(losses) / len(losses)}, step=step)
+    from train.sft_report import plot_losses
+
+    return plot_losses(losses, out_dir / "sft_loss.png", batches_per_epoch=batches_per_epoch, title=f"SFT {model.name}")
 
 
 def run_sft_sync(config: SFTConfig, **kwargs: Any) -> SFTResult:
@@ -290,12 +323,7 @@ def config_from_args(argv: list[str] | None = None) -> SFTConfig:
         check_gpu_flags(args["backend"], args["trainer_gpus"], args["inference_gpus"])
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    try:
-        return SFTConfig(**args)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = "--" + "-".join(str(part) for part in error["loc"]).replace("_", "-")
-        raise UsageError(f"{field}: {error['msg']}") from None
+    return config_fields_from_args(SFTConfig, args)
 
 
 async def main(argv: list[str] | None = None) -> int:

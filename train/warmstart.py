@@ -238,50 +238,32 @@ async def build_sft_data(
 
     The teacher tries the first `teacher_tasks` of them (None: all); oracle demonstrations, in
     `model+oracle`, cover every task it did not solve."""
-    from rollouts import run_rollouts
-    from rollouts.jsonl import JsonlAppender
-
     out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240  (once, before any rollout)
     mode = "model+oracle" if teacher == "auto" else teacher
     kept: list[Trajectory] = []
     tried = 0
     if mode in ("model", "model+oracle"):
         examples = await oracle_rollouts(env, example_tasks, out=out_dir / "examples.jsonl", max_turns=max_turns)
-        shots = examples_by_kind(examples)
-        kind_of = {task.question: task.kind for task in tasks}
-        policy = FewShotPolicy(teacher_policy, shots, kind_of)
-        tried_tasks = list(tasks)[:teacher_tasks]  # [:None] is all of them
-        print(f"warm start: teacher {teacher_policy.model} on {len(tried_tasks)} train tasks (few-shot)", flush=True)
-        result = await run_rollouts(
+        policy = FewShotPolicy(teacher_policy, examples_by_kind(examples), {task.question: task.kind for task in tasks})
+        kept, tried = await _teacher_rollouts(
             env,
             policy,
-            tried_tasks,
-            samples=1,
-            concurrency=concurrency,
+            list(tasks)[:teacher_tasks],  # [:None] is all of them
+            judge=judge,
             out=out_dir / "teacher.jsonl",
+            min_reward=min_reward,
             max_turns=max_turns,
+            concurrency=concurrency,
         )
-        rollouts = result.all
-        tried = len(rollouts)
-        scored = await judge.score(rollouts) if judge is not None else rollouts
-        kept = [t for t in scored if t.success and t.reward is not None and t.reward >= min_reward]
     oracle: list[Trajectory] = []
     if mode in ("oracle", "model+oracle"):
         solved = {traj.task_id for traj in kept}
         missing = [task for task in tasks if task.id not in solved]
         if missing:
-            demos = await oracle_rollouts(env, missing, out=out_dir / "oracle.jsonl", max_turns=max_turns)
-            demos = await judge.score(demos) if judge is not None else demos
-            oracle = [traj for traj in demos if traj.success]
-            for traj in oracle:  # the demonstration is right by construction; the verifier agreed
-                traj.reward = max(traj.reward or 0.0, 1.0)
-    sft_path = out_dir / "sft.jsonl"
-    sft_path.unlink(missing_ok=True)  # rebuilt from teacher.jsonl / oracle.jsonl, which resume
-    with JsonlAppender(sft_path) as appender:
-        # In task order, not the order rollouts finished in: SFT shuffles with its seed, and the
-        # same seed must give the same batches (two otherwise equal runs gave 35% and 52.5%).
-        for traj in sorted([*kept, *oracle], key=lambda traj: traj.task_id):
-            appender.write(traj)
+            oracle = await _oracle_demonstrations(
+                env, missing, judge=judge, out=out_dir / "oracle.jsonl", max_turns=max_turns
+            )
+    sft_path = write_sft_data(out_dir / "sft.jsonl", [*kept, *oracle])
     print(
         f"warm start: {len(kept)}/{tried} teacher trajectories kept, {len(oracle)} oracle demonstrations",
         flush=True,
@@ -295,3 +277,50 @@ async def build_sft_data(
         n_oracle=len(oracle),
         n_examples=len(kept) + len(oracle),
     )
+
+
+async def _teacher_rollouts(
+    env: Any,
+    policy: FewShotPolicy,
+    tasks: list[Task],
+    *,
+    judge: Any,
+    out: Path,
+    min_reward: float,
+    max_turns: int,
+    concurrency: int,
+) -> tuple[list[Trajectory], int]:
+    """The few-shot teacher on `tasks` (resuming from `out`), scored; (the solved ones, how many tried)."""
+    from rollouts import run_rollouts
+
+    print(f"warm start: teacher {policy.model} on {len(tasks)} train tasks (few-shot)", flush=True)
+    result = await run_rollouts(env, policy, tasks, samples=1, concurrency=concurrency, out=out, max_turns=max_turns)
+    rollouts = result.all
+    scored = await judge.score(rollouts) if judge is not None else rollouts
+    kept = [t for t in scored if t.success and t.reward is not None and t.reward >= min_reward]
+    return kept, len(rollouts)
+
+
+async def _oracle_demonstrations(
+    env: Any, tasks: list[Task], *, judge: Any, out: Path, max_turns: int
+) -> list[Trajectory]:
+    """Oracle rollouts of `tasks` that the env (and the judge, if any) count as solved, at full reward."""
+    demos = await oracle_rollouts(env, tasks, out=out, max_turns=max_turns)
+    demos = await judge.score(demos) if judge is not None else demos
+    oracle = [traj for traj in demos if traj.success]
+    for traj in oracle:  # the demonstration is right by construction; the verifier agreed
+        traj.reward = max(traj.reward or 0.0, 1.0)
+    return oracle
+
+
+def write_sft_data(path: Path, trajs: list[Trajectory]) -> Path:
+    """`path` rewritten from `trajs` (it is rebuilt from teacher.jsonl / oracle.jsonl, which resume)."""
+    from rollouts.jsonl import JsonlAppender
+
+    path.unlink(missing_ok=True)
+    with JsonlAppender(path) as appender:
+        # In task order, not the order rollouts finished in: SFT shuffles with its seed, and the
+        # same seed must give the same batches (two otherwise equal runs gave 35% and 52.5%).
+        for traj in sorted(trajs, key=lambda traj: traj.task_id):
+            appender.write(traj)
+    return path
