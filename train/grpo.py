@@ -12,8 +12,8 @@
 4. Each step: the next G training tasks (`step_tasks`), K rollouts of each against the current
    checkpoint (through `model.openai_client()`), score every group with the judge, drop infra
    failures and groups without signal (`signal_groups`), add a demonstration to groups with no
-   success (`--guidance`, train.guidance), `art.gather_trajectory_groups` them into
-   `art.TrajectoryGroup`s and `await backend.train(model, groups, learning_rate=...)`: one update
+   success (`--guidance`, train.guidance), and train on the groups (`train.art_adapter.train_step`:
+   ART `TrajectoryGroup`s, `backend.train(model, groups, learning_rate=...)`): one update
    per step (`--accumulate`). The step's tasks also run greedily before and after the update.
    Before the first step and every `--eval-every` steps evaluate on the val split; the best
    checkpoint (val success) is copied to `<run>/best_checkpoint`, the last is ART's latest.
@@ -206,22 +206,6 @@ def step_tasks(tasks: Sequence[Any], per_step: int, iteration: int, *, seed: int
     return [order[(start + offset) % len(order)] for offset in range(min(per_step, len(order)))]
 
 
-async def gather_groups(groups: list[list[Any]]) -> list[Any]:
-    """`art.gather_trajectory_groups` over already-finished rollouts (the rollout runner ran them
-    concurrently; ART gathers, validates and counts them the way its own loops do)."""
-    import art
-
-    from rollouts import to_art_trajectory
-
-    async def ready(trajectory: Any) -> Any:
-        return trajectory
-
-    return await art.gather_trajectory_groups(
-        [art.TrajectoryGroup([ready(to_art_trajectory(traj)) for traj in group]) for group in groups],
-        pbar_desc=None,
-    )
-
-
 def plot_curve(rows: list[dict[str, Any]], path: Path, title: str, *, val0: float | None = None) -> Path | None:
     """Per step: reward mean ± std, sampled success, greedy success on the step's own tasks before
     and after its update; val success as squares, from step 0 (`val0`: the starting checkpoint)."""
@@ -297,15 +281,16 @@ class Run:
     def policy(self, *, temperature: float, logprobs: bool) -> Any:
         """The current checkpoint, through ART's client (`name@step`, or the base at step 0)."""
         from rollouts import ChatPolicy, PolicyConfig
+        from train.art_adapter import inference_client, inference_url, served_name
 
         config = PolicyConfig(
-            base_url=str(self.model.inference_base_url),
-            model=self.model.get_inference_name(),
+            base_url=inference_url(self.model),
+            model=served_name(self.model),
             temperature=temperature,
             max_tokens=self.config.max_tokens,
             logprobs=logprobs,
         )
-        return ChatPolicy(config, client=self.model.openai_client())
+        return ChatPolicy(config, client=inference_client(self.model))
 
     def teacher_policy(self) -> Any:
         from rollouts import ChatPolicy, PolicyConfig
@@ -329,12 +314,13 @@ class Run:
         self.state.save(self.state_path)
 
     async def evaluate(self, label: str, split: str, limit: int) -> dict[str, Any]:
+        from train.art_adapter import served_name
         from train.eval import evaluate, select_tasks
 
         if label in self.state.evals:
             return self.state.evals[label]
         tasks = select_tasks(self.env.tasks(split), limit, seed=self.config.seed)
-        _log(f"eval {label}: {self.model.get_inference_name()} on {len(tasks)} {split} tasks", self.started)
+        _log(f"eval {label}: {served_name(self.model)} on {len(tasks)} {split} tasks", self.started)
         report = await evaluate(
             self.env,
             self.policy(temperature=0.0, logprobs=False),
@@ -447,11 +433,12 @@ class Run:
     async def grpo_step(self) -> dict[str, Any]:
         from judges import compute_metrics
         from rollouts.jsonl import write_jsonl
+        from train.art_adapter import current_step, inference_url, served_name, train_step
 
         cfg = self.config
         iteration = self.state.iteration + 1
         tasks = step_tasks(self.env.tasks("train"), cfg.groups_per_step, iteration, seed=cfg.seed)
-        served = self.model.get_inference_name()
+        served = served_name(self.model)
         _log(f"step {iteration}/{cfg.steps}: {len(tasks)} tasks x {cfg.group_size} rollouts of {served}", self.started)
         steps_dir = self.dir / "trajectories"
         started = time.perf_counter()
@@ -466,7 +453,7 @@ class Run:
         trajs = result.all
         if trajs and all(traj.is_infra_failure for traj in trajs):
             raise EndpointDown(
-                f"policy at {self.model.inference_base_url}: all {len(trajs)} rollouts of step {iteration} "
+                f"policy at {inference_url(self.model)}: all {len(trajs)} rollouts of step {iteration} "
                 f"failed for infrastructure ({trajs[0].error.message if trajs[0].error else 'no reply'})"
             )
         demos = await self.guide(trajs, tasks, iteration)
@@ -503,9 +490,8 @@ class Run:
         }
         train_s = 0.0
         if groups:
-            gathered = await gather_groups(groups)
             started = time.perf_counter()
-            trained = await self.backend.train(self.model, gathered, learning_rate=cfg.lr, **self.train_options())
+            trained = await train_step(self.backend, self.model, groups, learning_rate=cfg.lr, **self.train_options())
             train_s = time.perf_counter() - started
             row["step"] = trained.step
             row["loss"] = trained.metrics.get("loss/train")
@@ -514,13 +500,13 @@ class Run:
                 if _finite(trained.metrics.get(f"loss/{key}")):
                     row[key] = trained.metrics[f"loss/{key}"]
             if trained.checkpoint_path:
-                self.state.last_checkpoint = Path(trained.checkpoint_path)
+                self.state.last_checkpoint = trained.checkpoint_path
             greedy_after = await self.rollouts(
                 tasks, temperature=0.0, samples=1, out=stem.with_suffix(".greedy_after.jsonl")
             )
             row["greedy_after"] = success_rate(greedy_after.all)
         else:
-            row["step"] = await self.model.get_step()
+            row["step"] = await current_step(self.model)
             row["greedy_after"] = row["greedy_before"]
             _log(f"step {iteration}: no group with reward spread, nothing to train", self.started)
         row["train_s"] = train_s
@@ -595,9 +581,9 @@ class Run:
         goes to the newer checkpoint). Step 0 is the base model itself: nothing to copy."""
         if self.state.best is not None and success < self.state.best.val_success:
             return
-        from art.utils.output_dirs import get_step_checkpoint_dir
+        from train.art_adapter import model_checkpoint
 
-        source = Path(get_step_checkpoint_dir(self.model._get_output_dir(), step))
+        source = model_checkpoint(self.model, step)
         target = self.dir / "best_checkpoint"
         if source.is_dir():
             tmp = self.dir / "best_checkpoint.tmp"
@@ -612,12 +598,13 @@ class Run:
         """The GRPO steps; returns whether it was stopped early."""
         from rollouts.jsonl import JsonlAppender
         from rollouts.tracing import record
+        from train.art_adapter import current_step
 
         if self.config.eval_every and self.state.iteration == 0 and self.state.best is None and not stop.requested:
             # The checkpoint GRPO starts from (the warm start, or the base model) competes for best
             # too: when the steps make things worse, best_checkpoint/ keeps what they started from.
             report = await self.evaluate("val@0", "val", self.config.val_tasks)
-            self.track_best(await self.model.get_step(), report["success_rate"])
+            self.track_best(await current_step(self.model), report["success_rate"])
             self.save()
         with JsonlAppender(self.metrics_path) as log:
             while self.state.iteration < self.config.steps:
@@ -656,7 +643,9 @@ def _check_fresh(config: GRPOConfig) -> None:
         return
     if (config.run_dir / "state.json").is_file():
         raise UsageError(f"run {config.run_dir} exists: pass --resume to continue it, or choose another --name")
-    checkpoints = config.art_path / config.project_name / "models" / config.name / "checkpoints"
+    from train.backends.layout import checkpoints_dir, model_dir
+
+    checkpoints = checkpoints_dir(model_dir(config.art_path, config.project_name, config.name))
     if checkpoints.is_dir() and any(checkpoints.iterdir()):
         raise UsageError(f"model {config.name!r} already has checkpoints in {checkpoints}: --resume or another --name")
 
@@ -698,7 +687,7 @@ async def run_grpo(
     from judges import build_judge
     from rollouts import setup_tracing
     from rollouts.tracing import wanted_project
-    from train.backends import make_backend, make_model
+    from train.art_adapter import current_step, make_model, open_backend, register
     from train.compare import format_comparison
     from train.eval import format_table, paired_comparisons, write_reports
 
@@ -718,15 +707,14 @@ async def run_grpo(
     base_model = _base_model(config)
     owns_backend = backend is None
     if backend is None:
-        opts: dict[str, Any] = {"path": config.art_path}
-        if config.backend == "torch":
-            from train.backends.settings import LoraSettings
-
-            opts |= {"lora": LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank)}
-            opts |= {"max_model_len": config.max_model_len}
-        if config.backend == "local":
-            opts["gpus"] = len(config.trainer_gpus or [0]) + len(config.inference_gpus or [])
-        backend = make_backend(config.backend, **opts)
+        backend = open_backend(
+            config.backend,
+            art_path=config.art_path,
+            lora_rank=config.lora_rank,
+            trainer_gpus=config.trainer_gpus,
+            inference_gpus=config.inference_gpus,
+            max_model_len=config.max_model_len,
+        )
     stop = stop or StopFlag()
     started = time.perf_counter()
     env = envs.load(config.env)
@@ -744,7 +732,7 @@ async def run_grpo(
                 inference_gpus=config.inference_gpus,
             )
             _log(f"registering {config.name} on {base_model} ({config.backend} backend; starts vLLM)", started)
-            await model.register(backend)
+            await register(model, backend)
             run = Run(config, env=env, backend=backend, model=model, judge=judge)
             run.started = started
             run.save()
@@ -779,7 +767,7 @@ async def run_grpo(
                 for comparison in comparisons:
                     print(format_comparison(comparison))
                 write_reports(reports, run.dir / "summary.json", comparisons=comparisons)
-            step = await model.get_step()
+            step = await current_step(model)
     finally:
         if owns_backend:
             await backend.close()

@@ -4,7 +4,7 @@
 
 Filters the rollouts by reward (infra failures never), de-duplicates, optionally picks a coreset
 and mixes in a replay buffer of earlier SFT data, then trains the LoRA through the backend's SFT
-entry (`Backend._train_sft`, what `model.train_sft` calls): one ART step, saved as the next
+entry (`train.art_adapter.sft_batches`, what `model.train_sft` calls): one ART step, saved as the next
 checkpoint `.art/{project}/models/{name}/checkpoints/{step:04d}/`. Loss is on assistant tokens
 only (text, tool calls, end of turn), never on the prompt or tool outputs. Every batch's metrics
 are appended to `sft_metrics.jsonl` as they come; the loss curve goes to `sft_loss.png`.
@@ -37,7 +37,6 @@ from train.data import (
     mix_replay,
     read_trajectories,
     select_coreset,
-    to_sft_trajectory,
     usable,
 )
 
@@ -136,27 +135,23 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
     trajs, replayed = select_data(config, base_model=base_model)
     print(f"sft: {len(trajs)} trajectories ({replayed} replayed) from {config.trajectories}", file=sys.stderr)
 
-    import art  # after the data checks: bad input fails fast, without art's ~15 s import
-    from art.types import TrainSFTConfig
-    from art.utils.sft import create_lr_schedule
-
-    from train.backends import make_backend, make_model
+    # After the data checks: bad input fails fast, without art's ~15 s import.
+    from train import art_adapter as adapter
 
     owns_backend = backend is None
     if backend is None:
-        opts: dict[str, Any] = {"path": config.art_path}
-        if config.backend == "torch":
-            from train.backends.settings import LoraSettings
-
-            opts["lora"] = LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank)
-            opts["sft_detach_prompt"] = config.detach_prompt
-        if config.backend == "local":
-            opts["gpus"] = len(config.trainer_gpus or [0]) + len(config.inference_gpus or [])
-        backend = make_backend(config.backend, **opts)
+        backend = adapter.open_backend(
+            config.backend,
+            art_path=config.art_path,
+            lora_rank=config.lora_rank,
+            trainer_gpus=config.trainer_gpus,
+            inference_gpus=config.inference_gpus,
+            sft_detach_prompt=config.detach_prompt,
+        )
     try:
         if model is None:
             project = config.project or config.env or "mcpgym"
-            model = make_model(
+            model = adapter.make_model(
                 config.name,
                 project,
                 base_model,
@@ -166,35 +161,34 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
                 trainer_gpus=config.trainer_gpus,
                 inference_gpus=config.inference_gpus,
             )
-        if model._backend is None:
-            if config.backend == "torch":
-                await art.Model.register(model, backend)  # training only: SFT needs no inference server
-            else:
-                await model.register(backend)
+        if not adapter.is_registered(model):
+            # On the torch backend training only: SFT needs no inference server.
+            await adapter.register(model, backend, serve=config.backend != "torch")
 
         rng = random.Random(config.seed)
-        examples = [to_sft_trajectory(traj) for traj in trajs]
+        examples = [adapter.to_sft_trajectory(traj) for traj in trajs]
         ordered: list[Any] = []
         for _ in range(config.epochs):
             epoch = list(examples)
             rng.shuffle(epoch)
             ordered += epoch
         total_batches = math.ceil(len(ordered) / config.batch_size)
-        schedule = create_lr_schedule(
+        schedule = adapter.lr_schedule(
             total_batches,
             config.lr,
             method=config.lr_schedule,
             warmup_steps=int(total_batches * config.warmup_ratio),
         )
-        out_dir = config.out_dir or Path(model._get_output_dir()) / "sft"
+        out_dir = config.out_dir or adapter.model_folder(model) / "sft"
         out_dir.mkdir(parents=True, exist_ok=True)
         metrics_path = out_dir / "sft_metrics.jsonl"
         losses: list[float] = []
         dropped = 0
         batches_per_epoch = max(1, math.ceil(len(examples) / config.batch_size))
-        sft_config = TrainSFTConfig(learning_rate=schedule, batch_size=config.batch_size)
         with JsonlAppender(metrics_path) as metrics_file:
-            async for metrics in backend._train_sft(model, ordered, sft_config, {}, False):
+            async for metrics in adapter.sft_batches(
+                backend, model, ordered, learning_rates=schedule, batch_size=config.batch_size
+            ):
                 losses.append(float(metrics["loss/train"]))
                 dropped = int(metrics.get("data/step_num_dropped_trajectories", 0))
                 metrics_file.write(
@@ -203,11 +197,9 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
                 )
         if dropped >= len(ordered):
             raise SFTDataError(f"every example is longer than --max-length {config.max_length} tokens")
-        step = await model.get_step()
+        step = await adapter.current_step(model)
         if losses:
-            await model.log(
-                trajectories=None, split="train", metrics={"loss/train": sum(losses) / len(losses)}, step=step
-            )
+            await adapter.log_train_metrics(model, {"loss/train": sum(losses) / len(losses)}, step)
         plot_path = None
         if losses:
             from train.sft_report import plot_losses
@@ -215,16 +207,14 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
             plot_path = plot_losses(
                 losses, out_dir / "sft_loss.png", batches_per_epoch=batches_per_epoch, title=f"SFT {model.name}"
             )
-        from art.utils.output_dirs import get_step_checkpoint_dir
-
         return SFTResult(
-            adapter_dir=Path(get_step_checkpoint_dir(model._get_output_dir(), step)),
+            adapter_dir=adapter.model_checkpoint(model, step),
             step=step,
             losses=losses,
             metrics_path=metrics_path,
             plot_path=plot_path,
             model_name=model.name,
-            inference_name=model.get_inference_name(step),
+            inference_name=adapter.served_name(model, step),
             num_examples=len(trajs),
             num_replay=replayed,
             num_dropped=dropped // max(1, config.epochs),
