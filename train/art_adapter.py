@@ -173,8 +173,10 @@ class TrainStep(BaseModel):
 
 def art_groups(groups: Sequence[Sequence[Trajectory]]) -> list[art.TrajectoryGroup]:
     """ART's `TrajectoryGroup`s of finished trajectories, member order kept. Built directly: ART's
-    `gather_trajectory_groups` exists to run rollouts, and these already ran (its only other
-    effect, a `completion_tokens` metric on each trajectory and a progress bar, nothing reads)."""
+    `gather_trajectory_groups` exists to await rollouts, and these already ran. Its other effects
+    are gone with it: a `completion_tokens` metric on each trajectory and a progress bar (nothing
+    reads either), and a member order shuffled by `asyncio.as_completed` over a set of coroutines
+    (arbitrary from run to run; a group's advantages do not depend on it)."""
     import art
 
     return [art.TrajectoryGroup([to_art_trajectory(traj) for traj in group]) for group in groups]
