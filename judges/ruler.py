@@ -132,7 +132,7 @@ class RulerJudge(EndpointJudge):
         return isinstance(exc, ValidationError | ValueError | KeyError)
 
     async def _score(self, live: list[Trajectory]) -> None:
-        from rollouts.export import to_art_trajectory
+        from .art_trajectory import to_art_trajectory
 
         art = _art()
         rubric = self.rubric or default_rubric()

@@ -39,9 +39,8 @@ the CLI's printout): a trajectory that ends on tool results (a turn limit cut it
 results, so it ends on its last assistant turn, the calls; one whose tool-call arguments are not a
 JSON object, or whose turns break the consumer's rules (e.g. a system message after the start in
 `llamafactory`), is skipped with its reason. Infra-failed trajectories are never exported (they
-say nothing about the model); `--min-reward` also drops unscored ones. `to_art_trajectory` builds
-an `art.Trajectory` for GRPO: assistant turns with recorded token ids/logprobs become `Choice`
-objects (trainable), the rest plain messages.
+say nothing about the model); `--min-reward` also drops unscored ones. ART's own
+`art.Trajectory` is built by `judges.art_trajectory` (RULER and GRPO), so rollouts never need ART.
 
 Where each part lives (this module is the CLI and keeps every name importable from here):
 `rollouts.formats.base` (format names, reasons, `Unexpressible`, the shared message helpers,
@@ -53,11 +52,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 from common.cli import ArgumentParser, UsageError, run_cli
 from common.flags import add_out_with_old_positional, out_from
-from contracts import Trajectory
 from rollouts.jsonl import JsonlFormatError
 
 from .formats.base import (
@@ -89,7 +86,6 @@ from .formats.llamafactory import (
 )
 from .formats.selection import exportable, selection_reason
 from .formats.swift import to_swift
-from .parse import inline_think
 
 __all__ = [
     "ALIASES",
@@ -121,7 +117,6 @@ __all__ = [
     "main",
     "resolve_format",
     "selection_reason",
-    "to_art_trajectory",
     "to_llamafactory",
     "to_openai",
     "to_swift",
@@ -130,78 +125,7 @@ __all__ = [
 ]
 
 
-# -- ART --------------------------------------------------------------------------
-
-
-def to_art_trajectory(traj: Trajectory) -> Any:
-    """An `art.Trajectory`. Assistant turns with recorded token ids/logprobs become
-    `Choice` objects whose logprob tokens are `token_id:N` (what ART's tokenizer
-    reads back as ids); the others stay plain messages. Thinking goes inline,
-    because the recorded tokens include it and ART renders the message content."""
-    import art  # lazy: art pulls in heavy dependencies
-    from openai.types.chat.chat_completion import Choice, ChoiceLogprobs
-    from openai.types.chat.chat_completion_message import ChatCompletionMessage
-    from openai.types.chat.chat_completion_token_logprob import ChatCompletionTokenLogprob
-
-    by_index = {entry.message_index: entry for entry in (traj.logprobs or []) if entry}
-    finish = [turn.finish_reason for turn in traj.turns]
-    items: list[Any] = []
-    assistant_turn = 0
-    for index, message in enumerate(traj.messages):
-        if message.get("role") != "assistant":
-            items.append(dict(message))
-            continue
-        content = inline_think(message)
-        entry = by_index.get(index)
-        if entry is None:
-            items.append(
-                {key: value for key, value in message.items() if key != "reasoning_content"} | {"content": content}
-            )
-        else:
-            tokens = [
-                ChatCompletionTokenLogprob(
-                    token=f"token_id:{token_id}" if token_id is not None else text,
-                    logprob=float("nan") if logprob is None else logprob,  # off-policy: not sampled
-                    bytes=list(text.encode()),
-                    top_logprobs=[],
-                )
-                for token_id, logprob, text in zip(entry.token_ids, entry.logprobs, entry.tokens, strict=True)
-            ]
-            reason = finish[assistant_turn] if assistant_turn < len(finish) else None
-            items.append(
-                Choice(
-                    index=0,
-                    finish_reason=reason if reason in ("stop", "length", "tool_calls", "content_filter") else "stop",
-                    message=ChatCompletionMessage.model_validate(
-                        {"role": "assistant", "content": content, "tool_calls": message.get("tool_calls") or None}
-                    ),
-                    logprobs=ChoiceLogprobs(content=tokens),
-                )
-            )
-        assistant_turn += 1
-    metrics = {
-        key: value
-        for key, value in traj.metrics.items()
-        if isinstance(value, int | float | bool) and not isinstance(value, str)
-    }
-    return art.Trajectory(
-        messages_and_choices=items,
-        tools=traj.tools or None,
-        reward=traj.reward if traj.reward is not None else 0.0,
-        metrics=metrics,
-        metadata={
-            "id": traj.id,
-            "task_id": traj.task_id,
-            "env": traj.env,
-            "sample": traj.sample,
-            "group": traj.group,
-            "success": traj.success,
-            "off_policy": traj.off_policy,
-        },
-    )
-
-
-# -- files and CLI ------------------------------------------------------------------
+# -- CLI --------------------------------------------------------------------------
 
 
 def build_parser() -> ArgumentParser:

@@ -133,7 +133,7 @@ def test_wandb_and_weave_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not wandb_wanted(False, key) and wandb_wanted(True, key) and wandb_wanted(False, {"MCPGYM_WANDB": "1"})
     assert wanted_project(None, environ=key) is None
     monkeypatch.setenv("WANDB_API_KEY", "not-a-real-key")
-    from train.backends import make_model
+    from train.art_adapter import make_model
 
     quiet = make_model("m", "p", "base", wandb=False)
     # ART would report to W&B with the key set (report_metrics None) and LocalBackend starts a run itself.

@@ -84,7 +84,7 @@ async def test_ruler_identical_trajectories_and_extra_body(judge_server: JudgeSe
 async def test_ruler_wrapper_keeps_what_art_drops(judge_server: JudgeServer) -> None:
     import art
 
-    from rollouts.export import to_art_trajectory
+    from judges.art_trajectory import to_art_trajectory
 
     judge_server.set_script(score_by=SCORES)
     group = art.TrajectoryGroup(

@@ -24,13 +24,13 @@ from rollouts.export import (
     export_file,
     export_messages,
     llamafactory_to_messages,
-    to_art_trajectory,
     to_llamafactory,
     to_openai,
     to_swift,
     to_trl,
 )
 from rollouts.jsonl import JsonlAppender, read_jsonl
+from train.art_adapter import to_art_trajectory
 
 TOOLS = [
     {

@@ -11,10 +11,10 @@ import pytest
 
 from contracts import Task, Trajectory
 from rollouts import ChatPolicy, PolicyConfig, RetryConfig, rollout, run_rollouts
-from rollouts.export import to_art_trajectory
 from rollouts.jsonl import read_jsonl
 from rollouts.runner import load_done
 from tests.fixtures.policy_server import ScriptedServer
+from train.art_adapter import to_art_trajectory
 
 FAST_RETRY = RetryConfig(retries=2, initial_s=0.01, max_s=0.02, jitter_s=0.01)
 

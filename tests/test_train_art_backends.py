@@ -14,7 +14,8 @@ import pytest
 
 from rollouts.jsonl import write_jsonl
 from tests.test_train_sft import dataset
-from train.backends import BACKENDS, make_backend, make_model
+from train.art_adapter import make_model
+from train.backends import BACKENDS, make_backend
 from train.backends.local import BackendUnavailable, check_gpu_flags, cuda_gpus, gpu_ids, local_backend_missing
 from train.backends.model_support import megatron_importable
 

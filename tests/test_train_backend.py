@@ -14,7 +14,8 @@ import pytest
 from art.types import TrainSFTConfig
 from openai.types.chat.chat_completion import Choice
 
-from train.backends import make_backend, make_model
+from train.art_adapter import make_model
+from train.backends import make_backend
 from train.backends.errors import BaseModelError
 from train.backends.torch_backend import TorchBackend
 

@@ -67,7 +67,7 @@ def test_compare_runs_counts_fixed_and_lost_per_kind() -> None:
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_model_dir: Path) -> Any:
-    from train.backends import make_model
+    from train.art_adapter import make_model
     from train.guidance import policy_tokenizer
 
     return policy_tokenizer(make_model("agent", "energy", str(tiny_model_dir)))
@@ -114,7 +114,7 @@ def test_guided_group_tokenises_to_the_template_with_signed_advantages(tokenizer
     import art
     from art.preprocessing.tokenize import tokenize_trajectory_groups
 
-    from rollouts import to_art_trajectory
+    from train.art_adapter import to_art_trajectory
     from train.backends.compat import choices_as_sampled
 
     failed, demo = _group(tokenizer)
@@ -199,7 +199,7 @@ def _tokenized(tokenizer: Any, groups: list[list[Trajectory]]) -> list[Any]:
     import art
     from art.preprocessing.tokenize import tokenize_trajectory_groups
 
-    from rollouts import to_art_trajectory
+    from train.art_adapter import to_art_trajectory
     from train.backends.compat import choices_as_sampled
 
     art_groups = [art.TrajectoryGroup([to_art_trajectory(traj) for traj in group]) for group in groups]

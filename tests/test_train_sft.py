@@ -11,13 +11,13 @@ import pytest
 
 from contracts import Trajectory, TrajectoryError
 from rollouts.jsonl import write_jsonl
+from train.art_adapter import to_sft_trajectory
 from train.data import (
     SFTDataError,
     conversation_key,
     load_sft_trajectories,
     mix_replay,
     select_coreset,
-    to_sft_trajectory,
 )
 
 REPO = Path(__file__).resolve().parents[1]

@@ -227,31 +227,3 @@ def mix_replay(
     wanted = min(len(candidates), round(len(new) * ratio / (1.0 - ratio)))
     chosen = random.Random(seed).sample(candidates, wanted)
     return [*new, *chosen], wanted
-
-
-# --------------------------------------------------------------------------- to ART
-
-
-def to_sft_trajectory(traj: Trajectory) -> Any:
-    """An `art.Trajectory` of plain messages (thinking inline) for `model.train_sft`."""
-    import art
-
-    messages = [_sft_message(message) for message in export_messages(traj)]
-    return art.Trajectory(
-        messages_and_choices=messages,
-        tools=traj.tools or None,
-        reward=traj.reward if traj.reward is not None else 0.0,
-        metadata={"id": traj.id, "env": traj.env, "task_id": traj.task_id},
-    )
-
-
-def _sft_message(message: dict[str, Any]) -> dict[str, Any]:
-    """What a chat template reads: role, text content, tool calls (other rollout fields dropped)."""
-    out: dict[str, Any] = {"role": message["role"], "content": message.get("content") or ""}
-    if message.get("tool_calls"):
-        out["tool_calls"] = message["tool_calls"]
-    if message.get("tool_call_id"):
-        out["tool_call_id"] = message["tool_call_id"]
-    if message.get("name") and message["role"] == "tool":
-        out["name"] = message["name"]
-    return out

@@ -3,18 +3,18 @@
 `run_grpo(config)` is the whole run that `python -m train.grpo` starts (train.grpo is its CLI,
 train.grpo_config its config):
 
-1. The model is registered with the backend (`await model.register(backend)`), which serves it
-   (vLLM) as `model.get_inference_name()`: the base model, then `name@step` after each step.
+1. The model is registered with the backend (`train.art_adapter.register`), which serves it
+   (vLLM) as `served_name(model)`: the base model, then `name@step` after each step.
 2. Evaluation of the base model on a fixed subset of the test split (`--base-eval-tasks`).
 3. Warm start (`--warm-start auto`): probe the base model on a few training tasks that need tools; below
    `--warm-start-threshold` build SFT data (train.warmstart) and SFT it (train.sft.run_sft), then
    evaluate again. `FILE` SFTs on a trajectory JSONL directly; `none` skips.
 4. Each step: the next G training tasks (train.curriculum.step_tasks), K rollouts of each against
-   the current checkpoint (through `model.openai_client()`), score every group with the judge, drop
+   the current checkpoint (through ART's client, `inference_client`), score every group with the judge, drop
    infra failures and groups without signal (judges.signal_groups), add a demonstration to groups
-   with no success (`--guidance`, train.guidance), `art.gather_trajectory_groups` them into
-   `art.TrajectoryGroup`s and `await backend.train(model, groups, learning_rate=...)`: one update
-   per step (`--accumulate`). The step's tasks also run greedily before and after the update.
+   with no success (`--guidance`, train.guidance), and train on the groups
+   (`train.art_adapter.train_step`: ART `TrajectoryGroup`s, `backend.train`): one update per
+   step (`--accumulate`). The step's tasks also run greedily before and after the update.
    Before the first step and every `--eval-every` steps evaluate on the val split; the best
    checkpoint (val success) is copied to `<run>/best_checkpoint`, the last is ART's latest.
 5. Evaluation of the warm start and the final checkpoint on the test split (`--eval-tasks`, 0: all);
@@ -41,6 +41,7 @@ from pydantic import BaseModel
 from common.cli import UsageError
 from common.flags import apply_no_progress, wandb_wanted
 from judges import signal_groups
+from train import art_adapter
 from train.curriculum import step_tasks
 from train.grpo_config import DEFAULT_GPU_MODEL, GRPOConfig
 from train.loop_state import BestCheckpoint, LoopState, StopFlag
@@ -100,22 +101,6 @@ def sample_metrics(
     }
 
 
-async def gather_groups(groups: list[list[Any]]) -> list[Any]:
-    """`art.gather_trajectory_groups` over already-finished rollouts (the rollout runner ran them
-    concurrently; ART gathers, validates and counts them the way its own loops do)."""
-    import art
-
-    from rollouts import to_art_trajectory
-
-    async def ready(trajectory: Any) -> Any:
-        return trajectory
-
-    return await art.gather_trajectory_groups(
-        [art.TrajectoryGroup([ready(to_art_trajectory(traj)) for traj in group]) for group in groups],
-        pbar_desc=None,
-    )
-
-
 def _log(message: str, started: float) -> None:
     print(f"[grpo {time.perf_counter() - started:7.1f}s] {message}", file=sys.stderr, flush=True)
 
@@ -147,13 +132,13 @@ class Run:
         from rollouts import ChatPolicy, PolicyConfig
 
         config = PolicyConfig(
-            base_url=str(self.model.inference_base_url),
-            model=self.model.get_inference_name(),
+            base_url=art_adapter.inference_url(self.model),
+            model=art_adapter.served_name(self.model),
             temperature=temperature,
             max_tokens=self.config.max_tokens,
             logprobs=logprobs,
         )
-        return ChatPolicy(config, client=self.model.openai_client())
+        return ChatPolicy(config, client=art_adapter.inference_client(self.model))
 
     def teacher_policy(self) -> Any:
         from rollouts import ChatPolicy, PolicyConfig
@@ -208,7 +193,7 @@ class Run:
         if label in self.state.evals:
             return self.state.evals[label]
         tasks = select_tasks(self.env.tasks(split), limit, seed=self.config.seed)
-        _log(f"eval {label}: {self.model.get_inference_name()} on {len(tasks)} {split} tasks", self.started)
+        _log(f"eval {label}: {art_adapter.served_name(self.model)} on {len(tasks)} {split} tasks", self.started)
         report = await evaluate(
             self.env,
             self.policy(temperature=0.0, logprobs=False),
@@ -371,7 +356,7 @@ class Run:
         cfg = self.config
         iteration = self.state.iteration + 1
         tasks = step_tasks(self.env.tasks("train"), cfg.groups_per_step, iteration, seed=cfg.seed)
-        served = self.model.get_inference_name()
+        served = art_adapter.served_name(self.model)
         _log(f"step {iteration}/{cfg.steps}: {len(tasks)} tasks x {cfg.group_size} rollouts of {served}", self.started)
         stem = self.dir / "trajectories" / f"step_{iteration:04d}"
         started = time.perf_counter()
@@ -411,7 +396,7 @@ class Run:
         trajs = result.all
         if trajs and all(traj.is_infra_failure for traj in trajs):
             raise EndpointDown(
-                f"policy at {self.model.inference_base_url}: all {len(trajs)} rollouts of step {iteration} "
+                f"policy at {art_adapter.inference_url(self.model)}: all {len(trajs)} rollouts of step {iteration} "
                 f"failed for infrastructure ({trajs[0].error.message if trajs[0].error else 'no reply'})"
             )
         return trajs, greedy_before.all
@@ -440,19 +425,20 @@ class Run:
         nothing trains and the checkpoint stays."""
         cfg = self.config
         if not groups:
-            row: dict[str, Any] = {"step": await self.model.get_step(), "greedy_after": greedy_before}
+            row: dict[str, Any] = {"step": await art_adapter.current_step(self.model), "greedy_after": greedy_before}
             _log(f"step {iteration}: no group with reward spread, nothing to train", self.started)
             return row | {"train_s": 0.0}
-        gathered = await gather_groups(groups)
         started = time.perf_counter()
-        trained = await self.backend.train(self.model, gathered, learning_rate=cfg.lr, **self.train_options())
+        trained = await art_adapter.train_step(
+            self.backend, self.model, groups, learning_rate=cfg.lr, **self.train_options()
+        )
         train_s = time.perf_counter() - started
         row = {"step": trained.step, "loss": trained.metrics.get("loss/train")}
         for key in TRAINER_METRICS:
             if finite(trained.metrics.get(f"loss/{key}")):
                 row[key] = trained.metrics[f"loss/{key}"]
         if trained.checkpoint_path:
-            self.state.last_checkpoint = Path(trained.checkpoint_path)
+            self.state.last_checkpoint = trained.checkpoint_path
         greedy_after = await self.rollouts(
             tasks, temperature=0.0, samples=1, out=stem.with_suffix(".greedy_after.jsonl")
         )
@@ -516,9 +502,7 @@ class Run:
         goes to the newer checkpoint). Step 0 is the base model itself: nothing to copy."""
         if self.state.best is not None and success < self.state.best.val_success:
             return
-        from art.utils.output_dirs import get_step_checkpoint_dir
-
-        source = Path(get_step_checkpoint_dir(self.model._get_output_dir(), step))
+        source = art_adapter.model_checkpoint(self.model, step)
         target = self.dir / "best_checkpoint"
         if source.is_dir():
             tmp = self.dir / "best_checkpoint.tmp"
@@ -540,7 +524,7 @@ class Run:
             # The checkpoint GRPO starts from (the warm start, or the base model) competes for best
             # too: when the steps make things worse, best_checkpoint/ keeps what they started from.
             report = await self.evaluate("val@0", "val", self.config.val_tasks)
-            self.track_best(await self.model.get_step(), report["success_rate"])
+            self.track_best(await art_adapter.current_step(self.model), report["success_rate"])
             self.save()
         with JsonlAppender(self.metrics_path) as log:
             while self.state.iteration < self.config.steps:
@@ -568,7 +552,7 @@ def _check_fresh(config: GRPOConfig) -> None:
         return
     if (config.run_dir / "state.json").is_file():
         raise UsageError(f"run {config.run_dir} exists: pass --resume to continue it, or choose another --name")
-    checkpoints = config.art_path / config.project_name / "models" / config.name / "checkpoints"
+    checkpoints = art_adapter.checkpoints_dir(art_adapter.model_dir(config.art_path, config.project_name, config.name))
     if checkpoints.is_dir() and any(checkpoints.iterdir()):
         raise UsageError(f"model {config.name!r} already has checkpoints in {checkpoints}: --resume or another --name")
 
@@ -604,17 +588,14 @@ def make_judge(config: GRPOConfig) -> Any:
 def open_backend(config: GRPOConfig) -> Any:
     """The ART backend `--backend` names: the torch backend with this run's LoRA rank and context,
     the local one with as many GPUs as the GPU flags name."""
-    from train.backends import make_backend
-
-    opts: dict[str, Any] = {"path": config.art_path}
-    if config.backend == "torch":
-        from train.backends.settings import LoraSettings
-
-        opts |= {"lora": LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank)}
-        opts |= {"max_model_len": config.max_model_len}
-    if config.backend == "local":
-        opts["gpus"] = len(config.trainer_gpus or [0]) + len(config.inference_gpus or [])
-    return make_backend(config.backend, **opts)
+    return art_adapter.open_backend(
+        config.backend,
+        art_path=config.art_path,
+        lora_rank=config.lora_rank,
+        trainer_gpus=config.trainer_gpus,
+        inference_gpus=config.inference_gpus,
+        max_model_len=config.max_model_len,
+    )
 
 
 def _base_model(config: GRPOConfig) -> str:
@@ -641,7 +622,6 @@ async def run_grpo(
     import envs
     from rollouts import setup_tracing
     from rollouts.tracing import wanted_project
-    from train.backends import make_model
 
     if judge is None:
         judge = make_judge(config)
@@ -656,7 +636,7 @@ async def run_grpo(
     env = envs.load(config.env)
     try:
         async with env:
-            model = make_model(
+            model = art_adapter.make_model(
                 config.name,
                 config.project_name,
                 base_model,
@@ -667,13 +647,13 @@ async def run_grpo(
                 inference_gpus=config.inference_gpus,
             )
             _log(f"registering {config.name} on {base_model} ({config.backend} backend; starts vLLM)", started)
-            await model.register(backend)
+            await art_adapter.register(model, backend)
             run = Run(config, env=env, backend=backend, model=model, judge=judge)
             run.started = started
             run.save()
             stopped = await run.phases(stop, on_step)
             reports = run.summarize()
-            step = await model.get_step()
+            step = await art_adapter.current_step(model)
     finally:
         if owns_backend:
             await backend.close()

@@ -92,11 +92,9 @@ def resolve_adapter_dir(path: Path) -> Path:
         raise MergeInputError(f"adapter folder not found: {path}")
     if (path / ADAPTER_CONFIG).is_file():
         return path
-    steps = sorted(
-        (child for child in (path / "checkpoints").glob("*") if child.name.isdigit() and child.is_dir()),
-        key=lambda child: int(child.name),
-    )
-    steps = [step for step in steps if (step / ADAPTER_CONFIG).is_file()]
+    from train.backends.layout import checkpoint_folders
+
+    steps = [step for step in checkpoint_folders(path) if (step / ADAPTER_CONFIG).is_file()]
     if steps:
         return steps[-1]
     raise MergeInputError(f"{path} is not a PEFT adapter (no {ADAPTER_CONFIG}, no checkpoints/NNNN inside)")

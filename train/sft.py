@@ -38,7 +38,6 @@ from train.data import (
     mix_replay,
     read_trajectories,
     select_coreset,
-    to_sft_trajectory,
     usable,
 )
 
@@ -138,9 +137,7 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
     print(f"sft: {len(trajs)} trajectories ({replayed} replayed) from {config.trajectories}", file=sys.stderr)
 
     # After the data checks: bad input fails fast, without art's ~15 s import.
-    from art.utils.output_dirs import get_step_checkpoint_dir
-
-    from train.backends import make_model
+    from train import art_adapter as adapter
 
     owns_backend = backend is None
     if backend is None:
@@ -148,7 +145,7 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
     try:
         if model is None:
             project = config.project or config.env or "mcpgym"
-            model = make_model(
+            model = adapter.make_model(
                 config.name,
                 project,
                 base_model,
@@ -159,25 +156,25 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
                 inference_gpus=config.inference_gpus,
             )
         await _register(model, backend, config)
-        examples = [to_sft_trajectory(traj) for traj in trajs]
+        examples = [adapter.to_sft_trajectory(traj) for traj in trajs]
         ordered = epoch_order(examples, config.epochs, seed=config.seed)
-        out_dir = config.out_dir or Path(model._get_output_dir()) / "sft"
+        out_dir = config.out_dir or adapter.model_folder(model) / "sft"
         out_dir.mkdir(parents=True, exist_ok=True)
         batches_per_epoch = max(1, math.ceil(len(examples) / config.batch_size))
         metrics_path = out_dir / "sft_metrics.jsonl"
         losses, dropped = await _train(backend, model, ordered, config, metrics_path, batches_per_epoch)
         if dropped >= len(ordered):
             raise SFTDataError(f"every example is longer than --max-length {config.max_length} tokens")
-        step = await model.get_step()
+        step = await adapter.current_step(model)
         plot_path = await _report_losses(model, losses, step, out_dir, batches_per_epoch)
         return SFTResult(
-            adapter_dir=Path(get_step_checkpoint_dir(model._get_output_dir(), step)),
+            adapter_dir=adapter.model_checkpoint(model, step),
             step=step,
             losses=losses,
             metrics_path=metrics_path,
             plot_path=plot_path,
             model_name=model.name,
-            inference_name=model.get_inference_name(step),
+            inference_name=adapter.served_name(model, step),
             num_examples=len(trajs),
             num_replay=replayed,
             num_dropped=dropped // max(1, config.epochs),
@@ -190,29 +187,24 @@ async def run_sft(config: SFTConfig, *, backend: Any = None, model: Any = None) 
 async def _register(model: Any, backend: Any, config: SFTConfig) -> None:
     """Register a model not registered yet; on the torch backend for training only (SFT needs no
     inference server)."""
-    if model._backend is not None:
-        return
-    if config.backend == "torch":
-        import art
+    from train import art_adapter as adapter
 
-        await art.Model.register(model, backend)
-    else:
-        await model.register(backend)
+    if not adapter.is_registered(model):
+        await adapter.register(model, backend, serve=config.backend != "torch")
 
 
 def _open_backend(config: SFTConfig) -> Any:
     """The ART backend `config.backend` names, with the LoRA and GPU settings of this run."""
-    from train.backends import make_backend
+    from train import art_adapter as adapter
 
-    opts: dict[str, Any] = {"path": config.art_path}
-    if config.backend == "torch":
-        from train.backends.settings import LoraSettings
-
-        opts["lora"] = LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank)
-        opts["sft_detach_prompt"] = config.detach_prompt
-    if config.backend == "local":
-        opts["gpus"] = len(config.trainer_gpus or [0]) + len(config.inference_gpus or [])
-    return make_backend(config.backend, **opts)
+    return adapter.open_backend(
+        config.backend,
+        art_path=config.art_path,
+        lora_rank=config.lora_rank,
+        trainer_gpus=config.trainer_gpus,
+        inference_gpus=config.inference_gpus,
+        sft_detach_prompt=config.detach_prompt,
+    )
 
 
 def epoch_order(examples: list[Any], epochs: int, *, seed: int) -> list[Any]:
@@ -231,11 +223,10 @@ async def _train(
 ) -> tuple[list[float], int]:
     """The SFT batches through the backend, each batch's metrics appended to `metrics_path` as it
     comes; returns (loss per batch, examples dropped as too long)."""
-    from art.types import TrainSFTConfig
-    from art.utils.sft import create_lr_schedule
+    from train import art_adapter as adapter
 
     total_batches = math.ceil(len(ordered) / config.batch_size)
-    schedule = create_lr_schedule(
+    schedule = adapter.lr_schedule(
         total_batches,
         config.lr,
         method=config.lr_schedule,
@@ -243,9 +234,10 @@ async def _train(
     )
     losses: list[float] = []
     dropped = 0
-    sft_config = TrainSFTConfig(learning_rate=schedule, batch_size=config.batch_size)
     with JsonlAppender(metrics_path) as metrics_file:
-        async for metrics in backend._train_sft(model, ordered, sft_config, {}, False):
+        async for metrics in adapter.sft_batches(
+            backend, model, ordered, learning_rates=schedule, batch_size=config.batch_size
+        ):
             losses.append(float(metrics["loss/train"]))
             dropped = int(metrics.get("data/step_num_dropped_trajectories", 0))
             metrics_file.write(
@@ -261,8 +253,10 @@ async def _report_losses(
     """The mean loss logged to the model (ART's metrics, W&B when on) and the loss curve plotted."""
     if not losses:
         return None
-    await model.log(trajectories=None, split="train", metrics={"loss/train": sum(losses) / len(losses)}, step=step)
+    from train import art_adapter as adapter
     from train.sft_report import plot_losses
+
+    await adapter.log_train_metrics(model, {"loss/train": sum(losses) / len(losses)}, step)
 
     return plot_losses(losses, out_dir / "sft_loss.png", batches_per_epoch=batches_per_epoch, title=f"SFT {model.name}")
 

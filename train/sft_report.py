@@ -31,17 +31,15 @@ def example_losses(
     import torch
     from transformers import AutoModelForCausalLM
 
+    from train.art_adapter import instruction_response_markers, to_sft_trajectory
     from train.backends.compat import fix_transformers_mask_patch
     from train.backends.sft_tokenize import has_generation_blocks, tokenize_for_sft
-    from train.data import to_sft_trajectory
 
     fix_transformers_mask_patch()
     tokenizer = load_sft_tokenizer(base_model, mcpgym_template=mcpgym_template)
     markers = None
     if not has_generation_blocks(tokenizer):
-        from art.utils.model_config import get_instruction_response_parts
-
-        markers = get_instruction_response_parts(base_model, tokenizer)
+        markers = instruction_response_markers(base_model, tokenizer)
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32).eval()
     losses: list[float] = []
     with torch.no_grad():

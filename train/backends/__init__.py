@@ -10,6 +10,7 @@
 
 All are imported lazily: `import train.backends` costs nothing, and the CPU path never imports
 unsloth. What a backend needs and lacks here is one `BackendUnavailable` line (docs/gpu.md).
+Training code reaches them through `train.art_adapter` (`open_backend`, `make_model`, ...).
 """
 
 from __future__ import annotations
@@ -57,53 +58,4 @@ def make_backend(kind: BackendKind = "torch", **opts: Any) -> art.Backend:
     raise ValueError(f"unknown backend {kind!r} (choose from {', '.join(BACKENDS)})")
 
 
-def make_model(
-    name: str,
-    project: str,
-    base_model: str,
-    *,
-    kind: BackendKind = "torch",
-    max_seq_length: int | None = None,
-    wandb: bool = False,
-    trainer_gpus: list[int] | None = None,
-    inference_gpus: list[int] | None = None,
-) -> art.TrainableModel:
-    """An `art.TrainableModel` set up for `kind`: on the torch backend the tokenizer uses mcpgym's
-    tool-aware chat template (`serve/chat_template.jinja`) whatever the folder carries.
-
-    W&B only when asked (`wandb`): ART otherwise starts a W&B run whenever WANDB_API_KEY is set
-    (`report_metrics=None`, and `LocalBackend` calls `model._get_wandb_run()` on its own), so
-    without `wandb` the model reports to no W&B and has no W&B run to give.
-
-    `trainer_gpus` + `inference_gpus` (local backend): ART's dedicated mode, training and vLLM
-    each on their own GPUs (`local.dedicated_gpus`; ValueError when ART's rules reject them)."""
-    import art
-
-    internal: dict[str, Any] = {}
-    if kind == "torch":
-        from train.models import CHAT_TEMPLATE_PATH
-
-        internal["chat_template_path"] = str(CHAT_TEMPLATE_PATH)
-    if max_seq_length is not None:
-        internal["init_args"] = {"max_seq_length": max_seq_length}
-    if trainer_gpus is not None or inference_gpus is not None:
-        from .local import dedicated_gpus
-
-        internal |= dedicated_gpus(trainer_gpus, inference_gpus)
-    model = art.TrainableModel(
-        name=name,
-        project=project,
-        base_model=base_model,
-        report_metrics=["wandb"] if wandb else [],
-        _internal_config=internal or None,  # type: ignore[arg-type]
-    )
-    if not wandb:
-        object.__setattr__(model, "_get_wandb_run", _no_wandb_run)  # an instance attribute shadows the method
-    return model
-
-
-def _no_wandb_run() -> None:
-    return None
-
-
-__all__ = ["BACKENDS", "BACKENDS_HELP", "BackendKind", "make_backend", "make_model"]
+__all__ = ["BACKENDS", "BACKENDS_HELP", "BackendKind", "make_backend"]

@@ -1,10 +1,17 @@
 """Fixes for openpipe-art 0.5.18 next to the transformers 5 / openai 3 this project installs.
 
-- `import art` replaces `transformers.masking_utils._preprocess_mask_arguments` with a wrapper
-  written for transformers 4 (it passes `cache_position`, which transformers 5 dropped), so every
-  forward pass in a process that imported art fails with a TypeError. `fix_transformers_mask_patch`
-  puts back a wrapper with the installed signature that keeps what ART's patch is for (3-D
-  position ids of multimodal models reduced to their first plane).
+Every patch of ART's behaviour lives here, each written against openpipe-art 0.5.18 (the version
+pyproject pins) and checked by tests/test_train_backend.py and tests/test_train_guidance.py; on an
+ART upgrade, re-read the ART code each one names and drop the patches it no longer needs. They are
+applied by the torch backend (`torch_backend.py`: the mask fix at import, the others per model or
+per training call) and, for the mask fix, by the scripts that run a forward pass next to `art`.
+
+- `import art` (`art.transformers.patches`) replaces `transformers.masking_utils.
+  _preprocess_mask_arguments` with a wrapper written for transformers 4 (it passes
+  `cache_position`, which transformers 5 dropped), so every forward pass in a process that
+  imported art fails with a TypeError. `fix_transformers_mask_patch` puts back a wrapper with the
+  installed signature that keeps what ART's patch is for (3-D position ids of multimodal models
+  reduced to their first plane).
 - `model.openai_client()` builds its client with an `httpx.Timeout`, which openai 3 (on httpx2)
   rejects at the first request; `install_openai_client` gives the model the same ART proxy around
   a client built the openai-3 way.

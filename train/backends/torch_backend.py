@@ -6,7 +6,23 @@ ART does above the trainer runs unchanged: `register` (model folder, `model.json
 advantages, `packed_tensors_from_tokenized_results`, metric aggregation into `LocalTrainResult`),
 `_prepare_backend_for_training` (port choice, base URL), `close`. Overridden here, because the
 originals need unsloth or CUDA: the service factory, SFT tokenisation (`sft_tokenize`), checkpoint
-deletion (no Tinker lookup) and the served names.
+deletion (no Tinker lookup) and the served names. mcpgym's training code reaches it only through
+`train.art_adapter`.
+
+What it touches of ART (openpipe-art 0.5.18), and why:
+
+- ART's `art.Backend` protocol, whose methods ART itself names with an underscore:
+  `_model_inference_name`, `_prepare_backend_for_training`, `_delete_checkpoint_files`,
+  `_train_sft` (and the public `register`, `train`). Implementing them is the seam ART offers a
+  backend; the `type: ignore[override]`s are for signatures narrower than LocalBackend's
+  (`**kwargs` for `train`'s two torch-only options, TorchService for the service).
+- LocalBackend internals, where ART has no public seam: `_get_service` (the only place
+  LocalBackend chooses its trainer service; there is no service factory argument),
+  `self._services` / `self._tokenizers` / `self._path` (its caches and folder, shared so ART's own
+  `train` finds the same service and tokenizer), `self._supports_result_packing` (the flag that
+  lets ART pack a group's members behind one prompt), and the module helpers
+  `_apply_configured_chat_template` / `_tokenizer_cache_key` (so SFT tokenises with exactly the
+  template and cache key ART's RL path uses). They live here and in `compat.py` only.
 
 Checkpoints follow ART's layout, `{path}/{project}/models/{name}/checkpoints/{step:04d}/` holding a
 PEFT adapter. vLLM serves the base model under the model's name (`name`, what
@@ -23,7 +39,6 @@ loaded at runtime right after the step is saved.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -38,7 +53,7 @@ from art.model import Model, TrainableModel
 from art.trajectories import Trajectory, TrajectoryGroup
 from art.types import LocalTrainResult, TrainSFTConfig
 from art.utils.get_model_step import get_model_step
-from art.utils.output_dirs import get_model_dir, get_step_checkpoint_dir
+from art.utils.output_dirs import get_model_dir
 from tqdm import auto as tqdm
 
 from common.flags import progress_off
@@ -46,6 +61,7 @@ from serve.vllm import VLLMServer
 
 from .compat import choices_as_sampled, fix_transformers_mask_patch, install_openai_client, wandb_optional
 from .errors import check_base_model
+from .layout import checkpoint_dir
 from .settings import TorchBackendSettings
 from .sft_tokenize import has_generation_blocks, tokenize_sft_batch_cpu
 from .torch_service import TorchService
@@ -118,8 +134,8 @@ class TorchBackend(LocalBackend):
             step = pinned_inference_step(model.name)
         if step is None:
             step = get_model_step(cast(TrainableModel, model), self._path) if model.trainable else 0
-        checkpoint = get_step_checkpoint_dir(get_model_dir(model=model, art_path=self._path), step)
-        if step == 0 and not os.path.isdir(checkpoint):
+        checkpoint = checkpoint_dir(get_model_dir(model=model, art_path=self._path), step)
+        if step == 0 and not checkpoint.is_dir():
             service = self.service(model)
             return service.base_inference_name if service is not None else model.name
         return f"{model.name}@{step}"

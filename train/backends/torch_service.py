@@ -1,16 +1,17 @@
 """The model service behind the torch backend: a PEFT LoRA trained with plain torch on the CPU,
 served by vLLM, checkpointed in ART's layout.
 
-It plays the part that `art.unsloth.service.UnslothService` plays for ART's `LocalBackend`
-(the `art.local.service.ModelService` protocol: `start_openai_server`, `train`, `train_sft`,
+It plays the part that `art.unsloth.service.UnslothService` plays for ART's `LocalBackend` (the
+`art.local.service.ModelService` protocol: `start_openai_server`, `train`, `train_sft`,
 `register_lora_for_step`, `aclose`), so `LocalBackend`'s own `train`/`_train_model` drive it
-unchanged. What it takes from openpipe-art: `art.loss.loss_fn` (CISPO/PPO policy loss, KL
-penalty, importance sampling) and `shift_tensor`, `art.preprocessing.pack.packed_tensors_from_dir`,
-`art.preprocessing.inputs.create_train_inputs`, ART's checkpoint paths (`get_step_checkpoint_dir`,
-`get_step_from_dir`). What it replaces, because the originals need unsloth/CUDA: the forward pass
-that turns a packed sequence into per-token logprobs/entropies (unsloth's `calculate_logprobs`),
-and the SFT loop (`run_unsloth_sft_training`, same arithmetic: per-batch token-mean cross-entropy,
-grad clipping, one optimizer step per batch).
+unchanged. What it takes from openpipe-art: `art.loss.loss_fn` (CISPO/PPO policy loss, KL penalty,
+importance sampling) and `shift_tensor`, `art.preprocessing.pack.packed_tensors_from_dir`,
+`art.preprocessing.inputs.create_train_inputs`, ART's step count (`get_step_from_dir`; the
+checkpoint folders themselves come from `layout`, ART's layout spelled once). What it replaces,
+because the originals need unsloth/CUDA: the forward pass that turns a packed sequence into
+per-token logprobs/entropies (unsloth's `calculate_logprobs`), and the SFT loop
+(`run_unsloth_sft_training`, same arithmetic: per-batch token-mean cross-entropy, grad clipping,
+one optimizer step per batch).
 """
 
 from __future__ import annotations
@@ -139,9 +140,9 @@ class TorchService:
     # ------------------------------------------------------------------ the trainable model
 
     def checkpoint_dir(self, step: int) -> Path:
-        from art.utils.output_dirs import get_step_checkpoint_dir
+        from .layout import checkpoint_dir
 
-        return Path(get_step_checkpoint_dir(self.output_dir, step))
+        return checkpoint_dir(self.output_dir, step)
 
     def _ensure_model(self) -> Any:
         """Load the base model with the latest checkpoint's LoRA (or a fresh one), once."""
