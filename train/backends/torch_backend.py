@@ -191,7 +191,10 @@ class TorchBackend(LocalBackend):
         dev_config: dev.TrainSFTConfig,
         verbose: bool = False,
     ) -> AsyncIterator[dict[str, float]]:
-        """LocalBackend's `_train_sft` (batches, per-batch learning rates, metrics) with CPU tokenisation."""
+        """LocalBackend's `_train_sft` (batches, per-batch learning rates, metrics) with CPU tokenisation.
+
+        Longer than the rest on purpose: it follows ART 0.5.18's `LocalBackend._train_sft` step for
+        step, so an ART upgrade is checked by diffing the two."""
         import itertools
 
         from art.utils.model_config import get_instruction_response_parts
