@@ -1,8 +1,8 @@
 """BFCL function docs -> MCP tool schemas, as the leaderboard sends them to a function-calling model.
 
-The same two steps as the leaderboard for an OpenAI-compatible FC model (and as
-`judges.bfcl.tools`, which single-turn BFCL uses; envs sit below judges, so the few lines are
-repeated here and a test holds the two equal): the Python hint appended to the description
+The same two steps as the leaderboard for an OpenAI-compatible FC model (`judges.bfcl.tools`, which
+single-turn BFCL uses, casts types with this module's `cast_properties`; envs sit below judges):
+the Python hint appended to the description
 (`_func_doc_language_specific_pre_processing`), then BFCL's type names cast to JSON-schema ones
 (`convert_to_tool` with `GORILLA_TO_OPENAPI`: `dict` -> object, `float` -> number with
 `format: float` and a note, `tuple` -> array, `any` -> string, unknown or missing -> string),
@@ -49,11 +49,12 @@ GORILLA_TO_OPENAPI: dict[str, str] = {
 PYTHON_HINT = " Note that the provided function is in Python 3 syntax."
 
 
-def _json_type(bfcl_type: str | None) -> str:
+def json_schema_type(bfcl_type: str | None) -> str:
+    """One BFCL type name -> its JSON-schema type (unknown or missing -> string, as BFCL does)."""
     return GORILLA_TO_OPENAPI.get(bfcl_type or "", "string")
 
 
-def _cast_properties(properties: dict[str, Any]) -> dict[str, Any]:
+def cast_properties(properties: dict[str, Any]) -> dict[str, Any]:
     """bfcl_eval.model_handler.utils._cast_to_openai_type, in place (the caller owns a copy)."""
     for value in properties.values():
         if "type" not in value:
@@ -62,17 +63,19 @@ def _cast_properties(properties: dict[str, Any]) -> dict[str, Any]:
             if value["type"] == "float":
                 value["format"] = "float"
                 value["description"] = value.get("description", "") + " This is a float type value."
-            value["type"] = _json_type(value["type"])
+            value["type"] = json_schema_type(value["type"])
+        # Supported nesting, as the leaderboard's: list of any, list of list of any, list of dict,
+        # list of list of dict, dict of any.
         if value["type"] in ("array", "object"):
             if "properties" in value:
-                value["properties"] = _cast_properties(value["properties"])
+                value["properties"] = cast_properties(value["properties"])
             elif "items" in value:
                 items = value["items"]
-                items["type"] = _json_type(items.get("type"))
+                items["type"] = json_schema_type(items.get("type"))
                 if items["type"] == "array" and "items" in items:
-                    items["items"]["type"] = _json_type(items["items"].get("type"))
+                    items["items"]["type"] = json_schema_type(items["items"].get("type"))
                 elif items["type"] == "object" and "properties" in items:
-                    items["properties"] = _cast_properties(items["properties"])
+                    items["properties"] = cast_properties(items["properties"])
     return properties
 
 
@@ -81,5 +84,5 @@ def tool_schema(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     doc = copy.deepcopy(doc)
     parameters = doc.get("parameters", {})
     parameters["type"] = "object"
-    parameters["properties"] = _cast_properties(parameters.get("properties", {}))
+    parameters["properties"] = cast_properties(parameters.get("properties", {}))
     return doc.get("description", "") + PYTHON_HINT, parameters

@@ -27,37 +27,9 @@ import json
 import re
 from typing import Any
 
-from .data import language_of
+from envs.bfcl_mt.schemas import cast_properties
 
-# bfcl_eval.constants.type_mappings.GORILLA_TO_OPENAPI
-GORILLA_TO_OPENAPI: dict[str, str] = {
-    "integer": "integer",
-    "number": "number",
-    "float": "number",
-    "string": "string",
-    "boolean": "boolean",
-    "bool": "boolean",
-    "array": "array",
-    "list": "array",
-    "dict": "object",
-    "object": "object",
-    "tuple": "array",
-    "any": "string",
-    "byte": "integer",
-    "short": "integer",
-    "long": "integer",
-    "double": "number",
-    "char": "string",
-    "ArrayList": "array",
-    "Array": "array",
-    "HashMap": "object",
-    "Hashtable": "object",
-    "Queue": "array",
-    "Stack": "array",
-    "Any": "string",
-    "String": "string",
-    "Bigint": "integer",
-}
+from .data import language_of
 
 _HINTS = {
     "python": " Note that the provided function is in Python 3 syntax.",
@@ -128,36 +100,6 @@ def _js_param(value: dict[str, Any]) -> None:
     value["type"] = "string"
 
 
-def json_schema_type(bfcl_type: str | None) -> str:
-    """One BFCL type name -> its JSON-schema type (unknown or missing -> string, as BFCL does)."""
-    return GORILLA_TO_OPENAPI.get(bfcl_type or "", "string")
-
-
-def _cast_properties(properties: dict[str, Any]) -> dict[str, Any]:
-    """bfcl_eval.model_handler.utils._cast_to_openai_type, in place (the caller owns a copy)."""
-    for value in properties.values():
-        if "type" not in value:
-            value["type"] = "string"
-        else:
-            if value["type"] == "float":
-                value["format"] = "float"
-                value["description"] = value.get("description", "") + " This is a float type value."
-            value["type"] = json_schema_type(value["type"])
-        # Supported nesting, as the leaderboard's: list of any, list of list of any, list of dict,
-        # list of list of dict, dict of any.
-        if value["type"] in ("array", "object"):
-            if "properties" in value:
-                value["properties"] = _cast_properties(value["properties"])
-            elif "items" in value:
-                items = value["items"]
-                items["type"] = json_schema_type(items.get("type"))
-                if items["type"] == "array" and "items" in items:
-                    items["items"]["type"] = json_schema_type(items["items"].get("type"))
-                elif items["type"] == "object" and "properties" in items:
-                    items["properties"] = _cast_properties(items["properties"])
-    return properties
-
-
 def to_openai_tools(functions: list[dict[str, Any]], category: str, *, hints: bool = True) -> list[dict[str, Any]]:
     """The `tools` of the chat request for one entry (language hints first unless `hints=False`)."""
     docs = with_language_hints(functions, category) if hints else copy.deepcopy(functions)
@@ -166,6 +108,6 @@ def to_openai_tools(functions: list[dict[str, Any]], category: str, *, hints: bo
         item["name"] = openai_name(item["name"])
         parameters = item.setdefault("parameters", {})
         parameters["type"] = "object"
-        parameters["properties"] = _cast_properties(parameters.get("properties", {}))
+        parameters["properties"] = cast_properties(parameters.get("properties", {}))
         tools.append({"type": "function", "function": item})
     return tools
