@@ -21,7 +21,6 @@ the NameError of an undefined name.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import OrderedDict
 from typing import Any
@@ -156,31 +155,11 @@ def build_server(name: str = "bfcl-multi-turn") -> FastMCP:
     return mcp
 
 
-def _add_health(mcp: FastMCP) -> None:
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "server": mcp.name})
-
-    mcp.custom_route("/health", methods=["GET"])(health)
-    mcp.custom_route("/mcp/health", methods=["GET"])(health)
-
-
 def main(argv: list[str] | None = None) -> None:
-    from common.cli import ArgumentParser
+    from envs.serve_mcp import serve_main
 
-    parser = ArgumentParser(prog="python -m envs.bfcl_mt.server", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="MCP transport (default stdio)")
-    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8004, help="HTTP port (default 8004)")
-    args: argparse.Namespace = parser.parse_args(argv)
-    mcp = build_server()
-    if args.transport == "stdio":
-        mcp.run(transport="stdio", show_banner=False, log_level="WARNING")
-        return
-    _add_health(mcp)
-    mcp.run(transport="http", host=args.host, port=args.port, show_banner=False, log_level="WARNING")
+    description = __doc__.split("\n\n")[0]
+    serve_main(build_server, prog="python -m envs.bfcl_mt.server", description=description, port=8004, argv=argv)
 
 
 if __name__ == "__main__":
