@@ -1,7 +1,7 @@
 """Judges: rewards and metrics for trajectories (contracts.Trajectory).
 
 - `compute_metrics(trajs)` — function-calling metrics (judges.metrics);
-- `rule_reward(traj, config)` — the weighted rule rubric, no LLM (judges.rules);
+- `rule_reward(traj, config)` — the rule rubric (ranked by default), no LLM (judges.rules);
 - `build_judge(spec, ...)` — "rules" | "ruler" | "llm" | "ruler:0.7+rules:0.3":
   a `Judge` with `score_group(group)` and `score(trajs)` (judges.compose);
 - `scored_groups(trajs)` — the groups fit for GRPO, and how many were dropped;

@@ -60,9 +60,9 @@ def test_score_cli_rules_and_resume(trajectory_file: Path, tmp_path: Path) -> No
     records = {r["id"]: r for r in read_jsonl(out)}
     assert len(records) == 5
     assert records["test:price:s0"]["reward"] == pytest.approx(1.0)
-    assert records["test:price:s1"]["reward"] == pytest.approx(0.05)
+    assert records["test:price:s1"]["reward"] == pytest.approx(0.0)  # wrong tool: no progress
     assert records["test:price:s2"]["reward"] is None and records["test:price:s2"]["metrics"]["masked"] == "infra"
-    assert records["test:price:s0"]["metrics"]["rules/tool_accuracy"] == 1.0
+    assert records["test:price:s0"]["metrics"]["rules/progress"] == 1.0
     again = run("judges.score", "--judge", "rules", str(trajectory_file), "--out", str(out), "--no-cache")
     assert again.returncode == 0 and "scored 0 of 5" in again.stdout
     assert len(read_jsonl(out)) == 5
@@ -109,7 +109,7 @@ def test_score_cli_ruler_plus_rules_against_a_judge_server(
     assert result.returncode == 0, result.stderr
     records = {r["id"]: r for r in read_jsonl(out)}
     assert records["test:price:s0"]["reward"] == pytest.approx(0.5 * 0.9 + 0.5 * 1.0)
-    assert records["test:price:s1"]["reward"] == pytest.approx(0.5 * 0.1 + 0.5 * 0.05)
+    assert records["test:price:s1"]["reward"] == pytest.approx(0.5 * 0.1 + 0.5 * 0.0)
     # Single-member groups cannot be compared: dropped, not scored 0.
     assert records["test:chat:s0"]["reward"] is None and "group_dropped" in records["test:chat:s0"]["metrics"]
     assert len(judge_server.requests) == 1

@@ -186,9 +186,9 @@ async def test_ruler_plus_rules_composes_weighted_rewards(judge_server: JudgeSer
     group = [price_group(answers=("4.12 GOOD",))[0], wrong_tool.model_copy(update={"group": "g"})]
     scored = await judge.score_group(group)
     assert scored[0].reward == pytest.approx(0.7 * 0.9 + 0.3 * 1.0)
-    assert scored[1].reward == pytest.approx(0.7 * 0.2 + 0.3 * 0.05)
+    assert scored[1].reward == pytest.approx(0.7 * 0.2 + 0.3 * 0.0)  # rules: a failure with a stray call
     assert scored[1].metrics["reward_parts/ruler"] == 0.2
-    assert scored[1].metrics["rules/penalty/wrong_tool"] == 1.0
+    assert scored[1].metrics["rules/penalty/stray_call"] == 1.0
     report = judge.report()
     assert report["ruler/judge_calls"] == 1 and report["groups_scored"] == 1
     # When the judge fails, the composition fails too: infra, not a rules-only score.
