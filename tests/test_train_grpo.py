@@ -140,7 +140,15 @@ async def test_two_steps_then_stop_then_resume(vllm_tiny, tiny_model_dir: Path, 
     assert summary.iterations == 2 and summary.step == 2 and not summary.stopped
     labels = [report["label"] for report in summary.reports]
     assert labels == ["base", "grpo"]
-    assert json.loads((run_dir / "summary.json").read_text())["reports"][1]["model"] == "loop@2"
+    summary_json = json.loads((run_dir / "summary.json").read_text())
+    assert summary_json["reports"][1]["model"] == "loop@2"
+    phases = summary_json["phases"]  # where the run's time went, each phase's own seconds
+    for phase in ("start", "eval:base", "eval:val", "eval:grpo", "grpo:rollouts", "grpo:score", "grpo:train"):
+        assert phases[phase]["seconds"] > 0, phase
+    own = sum(row["seconds"] for name, row in phases.items() if name not in ("rl", "total"))
+    assert phases["total"]["seconds"] == pytest.approx(own)
+    assert phases["total"]["seconds"] <= summary.wall_s + 1e-6
+    assert 0 < phases["rl"]["share"] < 1
     state = LoopState.load(run_dir / "state.json")
     assert state.finished and state.iteration == 2
 

@@ -228,11 +228,20 @@ def paired_comparisons(reports: Sequence[EvalReport]) -> list[Comparison]:
     ]
 
 
-def write_reports(reports: Sequence[EvalReport], path: Path, *, comparisons: Sequence[Comparison] = ()) -> Path:
+def write_reports(
+    reports: Sequence[EvalReport],
+    path: Path,
+    *,
+    comparisons: Sequence[Comparison] = (),
+    phases: dict[str, dict[str, float]] | None = None,
+) -> Path:
+    """The reports (and their paired comparisons, and a run's seconds per phase) as one JSON file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {"reports": [report.model_dump(mode="json") for report in reports]}
     if comparisons:
         data["comparisons"] = [comparison.model_dump(mode="json") for comparison in comparisons]
+    if phases:
+        data["phases"] = phases
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)  # atomic: a crash never leaves half a JSON file

@@ -45,6 +45,7 @@ from train import art_adapter
 from train.curriculum import step_tasks
 from train.grpo_config import DEFAULT_GPU_MODEL, GRPOConfig
 from train.loop_state import BestCheckpoint, LoopState, StopFlag
+from train.phase_clock import PhaseClock, format_phases, phase_table
 from train.plots import finite, plot_curve, read_rows, step_line
 from train.warmstart import stratified_tasks
 
@@ -123,6 +124,7 @@ class Run:
         self.state = LoopState.load(self.state_path) if config.resume and self.state_path.is_file() else LoopState()
         self.state.config = config.model_dump(mode="json")
         self.started = time.perf_counter()
+        self.clock = PhaseClock(self.state.phase_seconds)
         self.tokenizer: Any = None  # the policy's, loaded when a demonstration first needs it
 
     # -- policies ------------------------------------------------------------------
@@ -194,25 +196,26 @@ class Run:
             return self.state.evals[label]
         tasks = select_tasks(self.env.tasks(split), limit, seed=self.config.seed)
         _log(f"eval {label}: {art_adapter.served_name(self.model)} on {len(tasks)} {split} tasks", self.started)
-        report = await evaluate(
-            self.env,
-            self.policy(temperature=0.0, logprobs=False),
-            tasks,
-            label=label,
-            split=split,
-            judge=self.judge,
-            out=self.dir / "eval" / f"{label.replace('@', '_')}.jsonl",
-            concurrency=self.config.concurrency,
-            max_turns=self.config.max_turns,
-        )
+        with self.clock.phase(f"eval:{label.split('@')[0]}"):
+            report = await evaluate(
+                self.env,
+                self.policy(temperature=0.0, logprobs=False),
+                tasks,
+                label=label,
+                split=split,
+                judge=self.judge,
+                out=self.dir / "eval" / f"{label.replace('@', '_')}.jsonl",
+                concurrency=self.config.concurrency,
+                max_turns=self.config.max_turns,
+            )
         _log(f"eval {label}: success {report.success_rate:.1%} ({report.wall_s:.0f}s)", self.started)
         self.state.evals[label] = report.model_dump(mode="json")
         self.save()
         return self.state.evals[label]
 
     def summarize(self) -> list[Any]:
-        """The test evaluations done (base, warm start, GRPO): their table and paired comparisons
-        printed and written to `summary.json`."""
+        """The test evaluations done (base, warm start, GRPO), their paired comparisons and the
+        seconds per phase with each one's share of the run, printed and written to `summary.json`."""
         from train.compare import format_comparison
         from train.eval import EvalReport, format_table, paired_comparisons, write_reports
 
@@ -221,12 +224,14 @@ class Run:
             for label in ("base", "warm_start", "grpo")
             if label in self.state.evals
         ]
+        comparisons = paired_comparisons(reports) if reports else []
         if reports:
-            comparisons = paired_comparisons(reports)
             print(format_table(reports))
-            for comparison in comparisons:
-                print(format_comparison(comparison))
-            write_reports(reports, self.dir / "summary.json", comparisons=comparisons)
+        for comparison in comparisons:
+            print(format_comparison(comparison))
+        phases = phase_table(self.state.phase_seconds)
+        print(format_phases(phases))
+        write_reports(reports, self.dir / "summary.json", comparisons=comparisons, phases=phases)
         return reports
 
     # -- warm start ----------------------------------------------------------------
@@ -245,7 +250,8 @@ class Run:
             return
         train_tasks = self.env.tasks("train")
         if cfg.warm_start == "auto":
-            success = await self.probe(train_tasks)
+            with self.clock.phase("warm_start:probe"):
+                success = await self.probe(train_tasks)
             if not should_warm_start(success, cfg.warm_start_threshold):
                 _log(
                     f"warm start: skipped (probe success {success:.0%} >= {cfg.warm_start_threshold:.0%})", self.started
@@ -254,10 +260,12 @@ class Run:
                 self.save()
                 return
             _log(f"warm start: probe success {success:.0%} < {cfg.warm_start_threshold:.0%}: SFT first", self.started)
-            sft_path, info = await self.sft_data(train_tasks)
+            with self.clock.phase("warm_start:data"):
+                sft_path, info = await self.sft_data(train_tasks)
         else:
             sft_path, info = Path(cfg.warm_start), {"teacher": "file"}
-        await self.sft(sft_path, info)
+        with self.clock.phase("warm_start:sft"):
+            await self.sft(sft_path, info)
 
     async def probe(self, train_tasks: Sequence[Any]) -> float:
         """Greedy success of the base model on `--probe-tasks` train tasks (recorded in the state)."""
@@ -360,11 +368,14 @@ class Run:
         _log(f"step {iteration}/{cfg.steps}: {len(tasks)} tasks x {cfg.group_size} rollouts of {served}", self.started)
         stem = self.dir / "trajectories" / f"step_{iteration:04d}"
         started = time.perf_counter()
-        trajs, greedy_before = await self.sample(tasks, iteration, stem)
+        with self.clock.phase("grpo:rollouts"):
+            trajs, greedy_before = await self.sample(tasks, iteration, stem)
         rollout_s = time.perf_counter() - started
-        demos = await self.guide(trajs, tasks, iteration)
+        with self.clock.phase("grpo:guidance"):
+            demos = await self.guide(trajs, tasks, iteration)
         cost_before = self.judge.stats.cost_usd
-        scored, score_s = await self.score([*trajs, *demos], iteration, stem)
+        with self.clock.phase("grpo:score"):
+            scored, score_s = await self.score([*trajs, *demos], iteration, stem)
         groups, counts = signal_groups(scored, cfg.signal, min_spread=cfg.min_spread)
         row: dict[str, Any] = {
             "iteration": iteration,
@@ -429,9 +440,10 @@ class Run:
             _log(f"step {iteration}: no group with reward spread, nothing to train", self.started)
             return row | {"train_s": 0.0}
         started = time.perf_counter()
-        trained = await art_adapter.train_step(
-            self.backend, self.model, groups, learning_rate=cfg.lr, **self.train_options()
-        )
+        with self.clock.phase("grpo:train"):
+            trained = await art_adapter.train_step(
+                self.backend, self.model, groups, learning_rate=cfg.lr, **self.train_options()
+            )
         train_s = time.perf_counter() - started
         row = {"step": trained.step, "loss": trained.metrics.get("loss/train")}
         for key in TRAINER_METRICS:
@@ -439,9 +451,10 @@ class Run:
                 row[key] = trained.metrics[f"loss/{key}"]
         if trained.checkpoint_path:
             self.state.last_checkpoint = trained.checkpoint_path
-        greedy_after = await self.rollouts(
-            tasks, temperature=0.0, samples=1, out=stem.with_suffix(".greedy_after.jsonl")
-        )
+        with self.clock.phase("grpo:greedy_after"):
+            greedy_after = await self.rollouts(
+                tasks, temperature=0.0, samples=1, out=stem.with_suffix(".greedy_after.jsonl")
+            )
         row["greedy_after"] = success_rate(greedy_after.all)
         return row | {"train_s": train_s}
 
@@ -530,7 +543,8 @@ class Run:
             while self.state.iteration < self.config.steps:
                 if stop.requested:
                     return True
-                row = await self.grpo_step()
+                with self.clock.phase("grpo:other"):
+                    row = await self.grpo_step()
                 log.write(row)  # the row, then the state: a crash between them re-runs the step's training only
                 self.save()
                 record("grpo_step", row)
@@ -650,6 +664,7 @@ async def run_grpo(
             await art_adapter.register(model, backend)
             run = Run(config, env=env, backend=backend, model=model, judge=judge)
             run.started = started
+            run.clock.add("start", time.perf_counter() - started)  # the env, vLLM and the model's registration
             run.save()
             stopped = await run.phases(stop, on_step)
             reports = run.summarize()

@@ -30,6 +30,7 @@ class LoopState(BaseModel):
     best: BestCheckpoint | None = None
     last_checkpoint: Path | None = None
     finished: bool = False
+    phase_seconds: dict[str, float] = Field(default_factory=dict)  # train.phase_clock: own seconds per phase
 
     @classmethod
     def load(cls, path: Path) -> LoopState:
