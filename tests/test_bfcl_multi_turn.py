@@ -16,7 +16,7 @@ pytest.importorskip("bfcl_eval")
 import envs
 from contracts import EnvConfigError, PolicyTurn, Task, ToolCall
 from envs.bfcl_mt import LEADERBOARD_MAX_TURNS, data
-from envs.bfcl_mt.calls import UNSAFE_CALL, call_text, parse_call, to_tool_call
+from envs.bfcl_mt.calls import UNSAFE_CALL, call_text, parse_call, scenario_functions, to_tool_call
 from envs.bfcl_mt.processes import http_server
 from envs.bfcl_mt.replay import replay_task
 from envs.bfcl_mt.schemas import tool_schema
@@ -148,11 +148,12 @@ def test_wrong_calls_fail_the_checker_and_partial_credit_counts_turns() -> None:
 
 
 def test_call_text_is_safe_to_execute() -> None:
-    assert call_text(ToolCall(id="a", name="cd", arguments='{"folder": "x"}')) == "cd(folder='x')"
-    assert call_text(ToolCall(id="a", name="__import__", arguments="{}")) == UNSAFE_CALL
+    functions = scenario_functions(["GorillaFileSystem", "TwitterAPI"])
+    assert call_text(ToolCall(id="a", name="cd", arguments='{"folder": "x"}'), functions) == "cd(folder='x')"
+    assert call_text(ToolCall(id="a", name="__import__", arguments="{}"), functions) == UNSAFE_CALL
     injected = json.dumps({"x=__import__('os').getcwd(),y": 1})
-    assert call_text(ToolCall(id="a", name="cd", arguments=injected)) == UNSAFE_CALL
-    assert call_text(ToolCall(id="a", name="cd", arguments="not json")) is None
+    assert call_text(ToolCall(id="a", name="cd", arguments=injected), functions) == UNSAFE_CALL
+    assert call_text(ToolCall(id="a", name="cd", arguments="not json"), functions) is None
     assert parse_call("sort('final_report.pdf')") == ("sort", {"file_name": "final_report.pdf"})
 
 
