@@ -2,8 +2,8 @@
 
 An entry runs as `rollouts.rollout` runs any task of an mcpgym env (`envs.bfcl_mt`): the
 leaderboard's APIs behind an MCP server, one user turn after another, at most the
-leaderboard's 20 steps per turn (`max_turns` 21), and the verdict of the leaderboard's own
-`multi_turn_checker` on the model's calls of each turn. What comes back is what a
+leaderboard's 20 steps per turn (`max_turns` 21), and the verdict of the leaderboard's
+`multi_turn_checker` (ported: no `eval` of a model's calls) on the model's calls of each turn. What comes back is what a
 `train.bfcl` record needs: the verdict, the calls of each turn as the leaderboard's decoded
 call text (the record's `reply`), the token counts, or the infrastructure failure.
 """
