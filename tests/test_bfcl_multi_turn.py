@@ -5,8 +5,10 @@ run end to end through `rollouts.rollout`. Needs the bfcl-eval wheel (data and A
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +18,9 @@ pytest.importorskip("bfcl_eval")
 import envs
 from contracts import EnvConfigError, PolicyTurn, Task, ToolCall
 from envs.bfcl_mt import LEADERBOARD_MAX_TURNS, data
-from envs.bfcl_mt.calls import UNSAFE_CALL, call_text, parse_call, to_tool_call
+from envs.bfcl_mt.calls import UNSAFE_CALL, call_text, parse_call, scenario_functions, to_tool_call
+from envs.bfcl_mt.checker import multi_turn_checker
+from envs.bfcl_mt.executor import ApiInstances
 from envs.bfcl_mt.processes import http_server
 from envs.bfcl_mt.replay import replay_task
 from envs.bfcl_mt.schemas import tool_schema
@@ -120,6 +124,125 @@ async def test_ground_truth_replay_over_http() -> None:
                 assert replay.passed and replay.results_equal, replay
 
 
+# -- the checker's executor and checker against the wheel's own (trusted text only: they eval it) --
+
+_WHEEL = "bfcl_eval.eval_checker.multi_turn_eval"
+
+
+def wheel_execute(entry: dict[str, Any], turns: list[list[str]], model_name: str) -> Iterator[tuple[list[str], Any]]:
+    """The leaderboard's own results and instances, turn by turn (its globals cleaned up after)."""
+    utils = importlib.import_module(f"{_WHEEL}.multi_turn_utils")
+    scenario = entry["initial_config"], entry["involved_classes"]
+    try:
+        for calls in turns:
+            yield utils.execute_multi_turn_func_call(
+                calls,
+                *scenario,
+                model_name,
+                entry["id"],
+                long_context=data.is_long_context(entry["id"]),
+                is_evaL_run=True,
+            )
+    finally:
+        for key in [k for k in vars(utils) if k.startswith(model_name)]:
+            del vars(utils)[key]
+
+
+def public_state(instance: Any) -> dict[str, Any]:
+    return {key: value for key, value in vars(instance).items() if not key.startswith("_")}
+
+
+def test_the_executor_gives_the_leaderboards_results_and_states_on_the_whole_ground_truth() -> None:
+    entries = [entry for category in data.CATEGORIES for entry in data.entries(category)]
+    assert len(entries) == 800
+    for entry in entries:
+        ours = ApiInstances(
+            entry["id"],
+            entry["initial_config"],
+            entry["involved_classes"],
+            long_context=data.is_long_context(entry["id"]),
+        )
+        wheel = wheel_execute(entry, entry["ground_truth"], f"ref{uuid.uuid4().hex}")
+        for turn, (want, instances) in zip(entry["ground_truth"], wheel, strict=True):
+            assert ours.execute(turn) == want, (entry["id"], turn)
+            assert {name: public_state(i) for name, i in ours.instances.items()} == {
+                name: public_state(i) for name, i in instances.items()
+            }, entry["id"]
+
+
+def test_the_executor_answers_odd_text_as_the_leaderboard() -> None:
+    """Benign text off the ground truth's path: errors, syntax errors, eval's blank stripping,
+    positional arguments, and `function(` inside a string, which the leaderboard rewrites with
+    the instance's name (the same name here: model "mcpgym", an eval run)."""
+    entry = data.entry("multi_turn_base_0")  # GorillaFileSystem, TwitterAPI
+    texts = [
+        "touch(file_name='notes.txt')",
+        "echo(content='then ls(-a) and cd (x)', file_name='notes.txt')",
+        "cat(file_name='notes.txt')",
+        "cd(folder='nowhere')",
+        "cd(folder='x', nope=1)",
+        "cd()",
+        "invalid_function_call()",
+        "cd(",
+        "cd(folder='a', folder='b')",
+        " \tpwd()",
+        "touch('a.txt')",
+        "ls(a=True)",
+        "post_tweet(content='hi', tags=['#a'], mentions=[])",
+        "kill()",
+    ]
+    ours = ApiInstances(entry["id"], entry["initial_config"], entry["involved_classes"], long_context=False)
+    (want, instances), *_ = wheel_execute(entry, [texts], "mcpgym")
+    assert ours.execute(texts) == want
+    assert "mcpgym_eval_multi_turn_base_0_GorillaFileSystem_instance.ls(-a)" in want[2]
+    assert {n: public_state(i) for n, i in ours.instances.items()} == {n: public_state(i) for n, i in instances.items()}
+
+
+def checker_variants(ground_truth: list[list[str]]) -> Iterator[list[list[list[str]]]]:
+    """Model turns made from the ground truth: right, and wrong in the ways models are."""
+    first, rest = ground_truth[0], ground_truth[1:]
+
+    def steps(turns: list[list[str]]) -> list[list[list[str]]]:
+        return [[calls] if calls else [] for calls in turns]
+
+    yield steps(ground_truth)
+    yield [[[call] for call in calls] for calls in ground_truth]  # one call a step
+    yield steps([list(reversed(calls)) for calls in ground_truth])
+    yield steps([*ground_truth[:-1], []])
+    yield steps([[], *ground_truth[:-1]])
+    yield steps([first[1:], *rest])
+    yield steps([[*first, *first[:1]], *rest])
+    yield steps([[*first, "invalid_function_call()"], *rest])
+    yield steps([[call.replace("'", "'x", 1) for call in first], *rest])
+
+
+def test_the_checker_agrees_with_the_leaderboards_checker() -> None:
+    wheel_checker = importlib.import_module(f"{_WHEEL}.multi_turn_checker").multi_turn_checker
+    utils = importlib.import_module(f"{_WHEEL}.multi_turn_utils")
+    seen: set[str] = set()
+    for category in data.CATEGORIES:
+        for entry in data.entries(category)[::10]:
+            if not entry["ground_truth"][0]:
+                continue
+            scenario = {key: entry[key] for key in ("id", "initial_config", "involved_classes")}
+            for model_turns in checker_variants(entry["ground_truth"]):
+                name = f"agree{uuid.uuid4().hex}"
+                try:
+                    want = wheel_checker(model_turns, entry["ground_truth"], scenario, category, name)
+                finally:
+                    for key in [k for k in vars(utils) if k.startswith(name)]:
+                        del vars(utils)[key]
+                got = multi_turn_checker(model_turns, entry["ground_truth"], entry)
+                assert (got["valid"], got.get("error_type"), got.get("error_message")) == (
+                    want["valid"],
+                    want.get("error_type"),
+                    want.get("error_message"),
+                ), (entry["id"], model_turns)
+                seen.add(want.get("error_type", "valid"))
+    kinds = {"multi_turn:empty_turn_model_response", "multi_turn:instance_state_mismatch"}
+    assert seen >= {"valid", *kinds, "multi_turn:execution_response_mismatch"}
+
+
 def gt_turns(entry_id: str) -> list[list[ToolCall]]:
     entry = data.entry(entry_id)
     return [
@@ -148,11 +271,12 @@ def test_wrong_calls_fail_the_checker_and_partial_credit_counts_turns() -> None:
 
 
 def test_call_text_is_safe_to_execute() -> None:
-    assert call_text(ToolCall(id="a", name="cd", arguments='{"folder": "x"}')) == "cd(folder='x')"
-    assert call_text(ToolCall(id="a", name="__import__", arguments="{}")) == UNSAFE_CALL
+    functions = scenario_functions(["GorillaFileSystem", "TwitterAPI"])
+    assert call_text(ToolCall(id="a", name="cd", arguments='{"folder": "x"}'), functions) == "cd(folder='x')"
+    assert call_text(ToolCall(id="a", name="__import__", arguments="{}"), functions) == UNSAFE_CALL
     injected = json.dumps({"x=__import__('os').getcwd(),y": 1})
-    assert call_text(ToolCall(id="a", name="cd", arguments=injected)) == UNSAFE_CALL
-    assert call_text(ToolCall(id="a", name="cd", arguments="not json")) is None
+    assert call_text(ToolCall(id="a", name="cd", arguments=injected), functions) == UNSAFE_CALL
+    assert call_text(ToolCall(id="a", name="cd", arguments="not json"), functions) is None
     assert parse_call("sort('final_report.pdf')") == ("sort", {"file_name": "final_report.pdf"})
 
 

@@ -20,10 +20,11 @@ Multi-turn categories (multi_turn_base/miss_func/miss_param/long_context, or
 `multi_turn` for all four) run through mcpgym's own environment path
 (train.bfcl_multi_turn): each entry is an episode of the bfcl-multi-turn env
 (envs.bfcl_mt: the leaderboard's stateful APIs behind an MCP server, one user
-turn after another, at most 20 steps a turn) scored by the leaderboard's own
-`multi_turn_checker`; the record's `reply` is the calls of each turn as the
-leaderboard's decoded call text. The Multi-Turn aggregate is the unweighted
-mean of the four, beside the single-turn ones.
+turn after another, at most 20 steps a turn) scored by the leaderboard's
+`multi_turn_checker` (ported onto an executor that never `eval`s a model's
+calls); the record's `reply` is the calls of each turn as the leaderboard's
+decoded call text. The Multi-Turn aggregate is the unweighted mean of the
+four, beside the single-turn ones.
 
 Resume, as every resumable writer does it (rollouts.resume): rerunning the
 same command skips the ids already in `--out`, except entries that failed on

@@ -2,8 +2,8 @@
 
 An entry runs as `rollouts.rollout` runs any task of an mcpgym env (`envs.bfcl_mt`): the
 leaderboard's APIs behind an MCP server, one user turn after another, at most the
-leaderboard's 20 steps per turn (`max_turns` 21), and the verdict of the leaderboard's own
-`multi_turn_checker` on the model's calls of each turn. What comes back is what a
+leaderboard's 20 steps per turn (`max_turns` 21), and the verdict of the leaderboard's
+`multi_turn_checker` (ported: no `eval` of a model's calls) on the model's calls of each turn. What comes back is what a
 `train.bfcl` record needs: the verdict, the calls of each turn as the leaderboard's decoded
 call text (the record's `reply`), the token counts, or the infrastructure failure.
 """
@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from contracts import Policy, Task, ToolCall, Trajectory
-from envs.bfcl_mt import LEADERBOARD_MAX_TURNS, load_env
+from envs.bfcl_mt import LEADERBOARD_MAX_TURNS, data, load_env
+from envs.bfcl_mt.calls import scenario_functions
 from envs.bfcl_mt.scoring import decoded_turns
 from rollouts.retry import RetryConfig
 from rollouts.rollout import rollout
@@ -64,12 +65,13 @@ def outcome_of(traj: Trajectory) -> MultiTurnOutcome:
     if (traj.error is not None and traj.error.kind == "infra") or traj.verdict is None:
         return MultiTurnOutcome(infra=traj.error.message if traj.error else "no verdict", **counts)
     reason = traj.verdict.reason
+    entry = data.entry(str(traj.task.metadata["bfcl_id"]))
     return MultiTurnOutcome(
         valid=traj.verdict.success,
         # The verifier's reason is "<the checker's error_type>: <its message>".
         error_type="" if traj.verdict.success else reason.split(": ", 1)[0],
         reason=reason,
-        reply=decoded_turns(turn_calls(traj.messages)),
+        reply=decoded_turns(turn_calls(traj.messages), scenario_functions(entry["involved_classes"])),
         **counts,
     )
 

@@ -9,8 +9,9 @@ here; `python -m envs.bfcl_mt.server --transport stdio|http` out of process, pas
 process for any number of concurrent episodes). A task (`envs.bfcl_mt.tasks`) is one entry: its
 setup call loads the entry's scenario into the episode's session, its follow-ups are the later
 user turns (`miss_func` adding the held-out functions at their turn), and the verdict is the
-leaderboard's own `multi_turn_checker` on the model's calls of each user turn
-(`envs.bfcl_mt.scoring`; `partial_credit=True`: the share of turns passed as the score).
+leaderboard's `multi_turn_checker` on the model's calls of each user turn, ported onto an
+executor that never `eval`s a model's text (`envs.bfcl_mt.scoring`; `partial_credit=True`: the
+share of turns passed as the score).
 
 As the leaderboard runs it: calls of one step run one after another in call order, arguments
 go to the APIs unchecked, results are never cut, no system prompt (its FC mode sends none), and a user turn in which

@@ -5,8 +5,12 @@ MCP server, as a model's calls would), turn after turn with `next_user` between;
 
 - the calls of each turn are scored by the env's verifier (the leaderboard's checker): the
   ground truth must pass (check 1);
-- the results the MCP server gave are compared with what the leaderboard's own
-  `execute_multi_turn_func_call` gives for the same calls on the same scenario (check 2).
+- the results the MCP server gave, and those of the checker's executor (`envs.bfcl_mt.executor`),
+  are compared with what the leaderboard's own `execute_multi_turn_func_call` gives for the
+  same calls on the same scenario (check 2).
+
+The leaderboard's executor `eval`s call text; here it only ever gets the entry's ground truth,
+the data the wheel ships (never a model's text): it is the reference the checks compare with.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from contracts import Task, ToolCall
 
 from . import data
 from .calls import to_tool_call
+from .executor import ApiInstances
 
 _UTILS = "bfcl_eval.eval_checker.multi_turn_eval.multi_turn_utils"
 
@@ -38,8 +43,17 @@ class Replay(BaseModel):
     error: str | None = None
 
 
+def executor_results(entry: dict[str, Any]) -> list[list[str]]:
+    """The checker's execution results of the ground truth, turn by turn, on one scenario."""
+    instances = ApiInstances(
+        entry["id"], entry["initial_config"], entry["involved_classes"], long_context=data.is_long_context(entry["id"])
+    )
+    return [instances.execute(calls) for calls in entry["ground_truth"]]
+
+
 def leaderboard_results(entry: dict[str, Any]) -> list[list[str]]:
-    """The leaderboard's own execution results of the ground truth, turn by turn, on one scenario."""
+    """The leaderboard's own execution results of the ground truth, turn by turn, on one scenario
+    (the entry's ground truth only: the wheel's executor `eval`s what it is given)."""
     utils = importlib.import_module(_UTILS)
     model_name = f"mcpgym_replay_{uuid.uuid4().hex}"
     try:
@@ -81,18 +95,19 @@ async def replay_task(env: Any, task: Task) -> Replay:
     entry = data.entry(str(task.metadata["bfcl_id"]))
     category = data.category_of(entry["id"])
     try:
-        turns, results = await _run_episode(env, task, entry)
+        turns, mcp_results = await _run_episode(env, task, entry)
     except Exception as exc:  # reported per entry: one broken entry must not hide the others
         return Replay(id=entry["id"], category=category, passed=False, results_equal=False, error=repr(exc))
     verdict = env.verify(task, "", [c for turn in turns for c in turn], turns=turns)
     expected = leaderboard_results(entry)
     differences = [
-        {"turn": t, "call": entry["ground_truth"][t][i], "mcp": got, "leaderboard": want}
+        {"turn": t, "call": entry["ground_truth"][t][i], source: got, "leaderboard": want}
+        for source, results in (("mcp", mcp_results), ("executor", executor_results(entry)))
         for t, (got_turn, want_turn) in enumerate(zip(results, expected, strict=False))
         for i, (got, want) in enumerate(zip(got_turn, want_turn, strict=False))
         if got != want
     ]
-    equal = not differences and [len(r) for r in results] == [len(r) for r in expected]
+    equal = not differences and [len(r) for r in mcp_results] == [len(r) for r in expected]
     return Replay(
         id=entry["id"],
         category=category,

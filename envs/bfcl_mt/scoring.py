@@ -1,16 +1,18 @@
-"""A multi-turn episode scored the leaderboard's way: its own `multi_turn_checker`, from the wheel.
+"""A multi-turn episode scored the leaderboard's way: its `multi_turn_checker`, without its `eval`.
 
 The model's calls of each user turn become the call text the leaderboard decodes from a
-function-calling model (`calls.call_text`), and go with the entry and its per-turn ground
-truth to `bfcl_eval.eval_checker.multi_turn_eval.multi_turn_checker.multi_turn_checker`,
-which executes both on fresh API instances and checks, turn by turn, the instances' state and
-that the ground truth's execution results are among the model's. As the leaderboard's runner
+function-calling model (`calls.decode`: only calls of the scenario's API functions with their
+parameters; anything else becomes a call that names no function), and go with the entry and
+its per-turn ground truth to `envs.bfcl_mt.checker`, the leaderboard's checker executing with
+`envs.bfcl_mt.executor` (a model's text never reaches `eval`), which executes both on fresh
+API instances and checks, turn by turn, the instances' state and that the ground truth's
+execution results are among the model's. As the leaderboard's runner
 (`_evaluate_single_multi_turn_entry`): fewer turns than the ground truth (the conversation
 was cut short: the step limit, a failure) fail as `multi_turn:force_terminated`.
 
-The checker keeps the instances it makes in its module's globals, named after the model and
-the entry; each check here uses a name of its own and removes its instances afterwards, so
-checks of one entry never see each other's state (the leaderboard checks each entry once).
+Calls that were not executable as the model wrote them are named at the end of the verdict's
+reason (`not executed: unknown tool 'open'`); they are the model's mistakes, never an error
+of the env.
 
 `partial=True` scores the share of user turns passed before the first failing one (the
 checker checks turn by turn, so a prefix of the turns is checked as the checker would check
@@ -19,27 +21,30 @@ a shorter conversation); the verdict's `success` is always the checker's whole v
 
 from __future__ import annotations
 
-import importlib
-import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from contracts import Task, ToolCall, Verdict
 
 from . import data
-from .calls import call_text
-
-_CHECKER = "bfcl_eval.eval_checker.multi_turn_eval.multi_turn_checker"
-_UTILS = "bfcl_eval.eval_checker.multi_turn_eval.multi_turn_utils"
+from .calls import decode, scenario_functions
+from .checker import multi_turn_checker
 
 
-def decoded_turns(turns: list[list[ToolCall]]) -> list[list[list[str]]]:
+def decoded_turns(turns: list[list[ToolCall]], functions: Mapping[str, Sequence[str]]) -> list[list[list[str]]]:
     """Each user turn's calls as the checker takes them: a list of steps of call text (one
-    step per turn here: the checker runs a turn's steps in order, so grouping does not matter)."""
+    step per turn here: the checker runs a turn's steps in order, so grouping does not matter).
+    `functions`: the scenario's (`calls.scenario_functions` of the entry's involved classes)."""
     out: list[list[list[str]]] = []
     for calls in turns:
-        texts = [text for text in (call_text(call) for call in calls) if text is not None]
+        texts = [text for text in (decode(call, functions).text for call in calls) if text is not None]
         out.append([texts] if texts else [])
     return out
+
+
+def not_executed(turns: list[list[ToolCall]], functions: Mapping[str, Sequence[str]]) -> list[str]:
+    """Why each call that is not executable as written was replaced (unknown tool, bad arguments)."""
+    return [problem for calls in turns for call in calls if (problem := decode(call, functions).problem)]
 
 
 def check(entry: dict[str, Any], model_turns: list[list[list[str]]]) -> dict[str, Any]:
@@ -51,15 +56,7 @@ def check(entry: dict[str, Any], model_turns: list[list[list[str]]]) -> dict[str
             "error_type": "multi_turn:force_terminated",
             "error_message": f"the conversation has {len(model_turns)} turns; the ground truth {len(ground_truth)}",
         }
-    checker = importlib.import_module(_CHECKER).multi_turn_checker
-    utils = importlib.import_module(_UTILS)
-    model_name = f"mcpgym_{uuid.uuid4().hex}"
-    test_entry = {key: entry[key] for key in ("id", "initial_config", "involved_classes")}
-    try:
-        return checker(model_turns, ground_truth, test_entry, data.category_of(entry["id"]), model_name)
-    finally:
-        for key in [k for k in vars(utils) if k.startswith(model_name)]:
-            del vars(utils)[key]
+    return multi_turn_checker(model_turns, ground_truth, entry)
 
 
 def turns_passed(entry: dict[str, Any], model_turns: list[list[list[str]]]) -> int:
@@ -75,18 +72,21 @@ def turns_passed(entry: dict[str, Any], model_turns: list[list[list[str]]]) -> i
 
 def verify_turns(entry: dict[str, Any], turns: list[list[ToolCall]], *, partial: bool = False) -> Verdict:
     """The checker's verdict on an episode's calls, one list per user turn."""
-    model_turns = decoded_turns(turns)
+    functions = scenario_functions(entry["involved_classes"])
+    model_turns = decoded_turns(turns, functions)
     result = check(entry, model_turns)
     total = len(entry["ground_truth"])
+    rejected = not_executed(turns, functions)
+    suffix = f"; not executed: {', '.join(rejected[:5])}{' ...' if len(rejected) > 5 else ''}" if rejected else ""
     if result["valid"]:
-        return Verdict(success=True, score=1.0, reason=f"multi_turn checker: all {total} turns pass")
+        return Verdict(success=True, score=1.0, reason=f"multi_turn checker: all {total} turns pass{suffix}")
     reason = f"{result.get('error_type', 'multi_turn:error')}: {result.get('error_message', '')}"
     score = 0.0
     if partial:
         passed = turns_passed(entry, model_turns)
         score = passed / total
         reason = f"{reason} ({passed}/{total} turns pass)"
-    return Verdict(success=False, score=score, reason=reason)
+    return Verdict(success=False, score=score, reason=reason + suffix)
 
 
 def make_verifier(*, partial: bool = False) -> Any:

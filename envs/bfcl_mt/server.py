@@ -21,7 +21,6 @@ the NameError of an undefined name.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from typing import Any
 
@@ -33,6 +32,7 @@ from fastmcp.tools.base import ToolResult
 from pydantic import PrivateAttr
 
 from . import data
+from .executor import ERROR_PREFIX, format_result
 from .schemas import tool_schema
 
 SETUP_TOOL = "bfcl_load_scenario"
@@ -69,24 +69,12 @@ class SessionState:
         self._slot(ctx)[_SLOT] = instances
 
 
-def format_result(result: Any) -> str:
-    """A method's return value as the leaderboard's execution turns it into the tool message."""
-    if type(result) is str:
-        return result
-    if type(result) is dict:
-        try:
-            return json.dumps(result)
-        except Exception:  # an object inside: the leaderboard falls back to str() the same way
-            return str(result)
-    return str(result)
-
-
 def execute(instance: Any, method: str, arguments: dict[str, Any]) -> tuple[str, bool]:
     """(the tool message, whether it is an execution error) for one call."""
     try:
         result = getattr(instance, method)(**arguments)
     except Exception as exc:
-        return f"Error during execution: {exc}", True
+        return f"{ERROR_PREFIX}{exc}", True
     return format_result(result), False
 
 
@@ -103,9 +91,9 @@ class ApiTool(Tool):
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
         instances = self._state.get(get_context())
         if instances is None:
-            text, error = f"Error during execution: no scenario is loaded in this session (call {SETUP_TOOL})", True
+            text, error = f"{ERROR_PREFIX}no scenario is loaded in this session (call {SETUP_TOOL})", True
         elif self.api_class not in instances:
-            text, error = f"Error during execution: name '{self.name}' is not defined", True
+            text, error = f"{ERROR_PREFIX}name '{self.name}' is not defined", True
         else:
             text, error = execute(instances[self.api_class], self.name, dict(arguments or {}))
         return ToolResult(content=[mcp_types.TextContent(type="text", text=text)], is_error=error)
