@@ -155,7 +155,8 @@ def test_kubernetes_pieces_point_at_each_other() -> None:
     assert claims == {_kind("PersistentVolumeClaim")["metadata"]["name"]}
     # The guard vLLM loads (--middleware vllm_guard.KeyGuard) is the generated ConfigMap, mounted on PYTHONPATH.
     [generator] = kustomization["configMapGenerator"]
-    assert all((DEPLOY / "k8s" / name).is_file() for name in generator["files"]) and "vllm_guard.py" in generator["files"]
+    assert "vllm_guard.py" in generator["files"]
+    assert all((DEPLOY / "k8s" / name).is_file() for name in generator["files"])
     [guard] = [v for v in pod["spec"]["volumes"] if "configMap" in v]
     assert guard["configMap"]["name"] == generator["name"]
     [mount] = [m for m in container["volumeMounts"] if m["name"] == guard["name"]]
