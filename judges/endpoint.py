@@ -1,13 +1,14 @@
 """Where a judge model lives (any OpenAI-compatible endpoint: a local vLLM, a hosted API), and
 the base of the judges that call one.
 
-The key is read from the environment when a request is made (`JUDGE_API_KEY`,
-else `OPENAI_API_KEY`) and never stored in a config, a record or a log.
+The key is read from the environment when a request is made, by common.keys' one rule: the
+variable `api_key_env` names (`JUDGE_API_KEY`); when it is unset, `OPENAI_API_KEY` only for
+OpenAI's own API, and for any other endpoint no key (a local judge wants none; one that does
+answers 401, and the error names the variable). It is never stored in a config, a record or a log.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.flags import parse_base_urls
+from common.keys import NO_KEY, key_for
 from rollouts.endpoints import EndpointPool, EndpointStats
 from rollouts.errors import describe_error, is_transient
 from rollouts.retry import RetryConfig
@@ -49,9 +51,12 @@ class JudgeEndpoint(BaseModel):
     def base_urls(self) -> list[str]:
         return self.base_url.split(",") if self.base_url else []
 
-    def api_key(self) -> str | None:
-        key = os.environ.get(self.api_key_env) or os.environ.get("OPENAI_API_KEY")
-        return key or ("EMPTY" if self.base_url else None)  # a local vLLM takes any key
+    def api_key(self, url: str | None = None) -> str | None:
+        """The key for replica `url` (default: the first), or None when none goes there.
+
+        With no base URL the endpoint is the provider litellm routes to, which reads its own
+        variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...) when no key is passed."""
+        return key_for(url or (self.base_urls() or [None])[0], self.api_key_env)
 
     def litellm_model(self) -> str:
         """The name litellm routes: on a base URL always the OpenAI-compatible route,
@@ -77,9 +82,12 @@ class JudgeEndpoint(BaseModel):
             params["extra_body"] = self.extra_body
         if self.base_url:
             params["api_base"] = base_url or self.base_urls()[0]
-        key = self.api_key()
+        key = self.api_key(params.get("api_base"))
         if key:
             params["api_key"] = key
+        elif self.base_url:
+            # Said outright: given no key, litellm's OpenAI route would send $OPENAI_API_KEY to api_base.
+            params["api_key"] = NO_KEY
         return params
 
 

@@ -13,6 +13,7 @@ by content hash; latency and tokens are recorded per trajectory.
 from __future__ import annotations
 
 import json
+import os
 from textwrap import dedent
 from typing import Any
 
@@ -20,11 +21,14 @@ import anyio
 import openai
 from pydantic import BaseModel, Field, ValidationError
 
+from common.keys import NO_KEY
 from contracts import Trajectory
 
 from .base import JudgeFailure, mark_infra
 from .cache import content_key
 from .endpoint import EndpointJudge, JudgeEndpoint
+
+OPENAI_API_URL = "https://api.openai.com/v1"  # the openai SDK's default base URL
 
 DEFAULT_LLM_RUBRIC = dedent(
     """
@@ -83,9 +87,11 @@ class LLMJudge(EndpointJudge):
 
     def _make_client(self, url: str | None) -> openai.AsyncOpenAI:
         # one client (one connection pool) per replica for every request of this judge
+        target = url or os.environ.get("OPENAI_BASE_URL") or OPENAI_API_URL  # where the SDK sends it
         return openai.AsyncOpenAI(
             base_url=url,  # None: the SDK's own (OPENAI_BASE_URL, else OpenAI's)
-            api_key=self.endpoint.api_key() or "EMPTY",
+            # Said outright: given None, the SDK would read $OPENAI_API_KEY whatever the host.
+            api_key=self.endpoint.api_key(target) or NO_KEY,
             max_retries=0,  # retries are ours
             timeout=self.endpoint.timeout_s,
         )

@@ -19,7 +19,7 @@ trajectory it was asked about (one line naming the judge endpoint and the
 error), 0 otherwise (a warning line with the counts when it failed on some),
 2 for bad input. A 400/401/403/404 from the judge is not retried, and its line
 says which key or flag to check (JUDGE_API_KEY, --judge-base-url, ...). The judge's key comes from the environment
-(`--judge-api-key-env`, default JUDGE_API_KEY, else OPENAI_API_KEY). At the
+(`--judge-api-key-env`, default JUDGE_API_KEY; OPENAI_API_KEY stands in only for api.openai.com). At the
 end it prints the metrics table (judges.metrics plus the judge's own stats:
 calls, cache hits, retries, latency, tokens) and writes it as JSON (`--report`).
 """
@@ -63,7 +63,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--judge-model", default=None, help="judge model name (needed for ruler and llm)")
     add_flag(parser, "--judge-base-url", default=None, help="OpenAI-compatible base URL of the judge (e.g. vLLM)")
     add_flag(
-        parser, "--judge-api-key-env", default="JUDGE_API_KEY", help="the judge key's variable (else OPENAI_API_KEY)"
+        parser,
+        "--judge-api-key-env",
+        default="JUDGE_API_KEY",
+        help="the judge key's variable (OPENAI_API_KEY stands in for api.openai.com only)",
     )
     parser.add_argument(
         "--judge-extra-body",

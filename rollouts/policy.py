@@ -2,9 +2,12 @@
 
 One `ChatPolicy` owns ONE `openai.AsyncOpenAI` client for its whole life, so
 every turn of every concurrent rollout reuses the same connection pool. The
-API key is read from the environment when the client is created and lives only
-inside that client: `PolicyConfig` holds the *name* of the variable, never the
-key, so dumping the config, a trajectory or a log cannot leak it.
+API key is read from the environment when the client is created (common.keys:
+the named variable, a one-line warning when it would cross the network in
+plain http) and lives only inside that client: `PolicyConfig` holds the *name*
+of the variable, never the key, so dumping the config, a trajectory or a log
+cannot leak it. A server mcpgym started itself hands its key to the
+constructor (`api_key=`), which keeps it out of the config likewise.
 
 With several replicas in `base_url` (comma-separated) there is one client per replica, and each
 request goes to the least-loaded one, failing over to another when one is down
@@ -18,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from typing import Any, Literal
 
 import openai
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from common.keys import NO_KEY, key_for
 from contracts import PolicyTurn, TokenLogprobs
 
 from .endpoints import EndpointPool, EndpointStats, parse_base_urls
@@ -76,8 +79,11 @@ class ChatPolicy:
         *,
         client: openai.AsyncOpenAI | None = None,
         pool: EndpointPool[openai.AsyncOpenAI] | None = None,
+        api_key: str | None = None,
     ) -> None:
+        """`api_key`: the key of a server started here (else `config.api_key_env` is read)."""
         self.config = config
+        self._api_key = api_key
         if pool is None and client is not None:  # a client made elsewhere (ART's): one replica
             pool = EndpointPool([config.base_url], lambda _url: client, cooldown_s=config.cooldown_s)
         self._pool = pool
@@ -106,10 +112,11 @@ class ChatPolicy:
         return self._pool
 
     def _make_client(self, url: str) -> openai.AsyncOpenAI:
-        # vLLM accepts any key; "EMPTY" is its documented placeholder.
+        # A server without a key accepts any; "EMPTY" is vLLM's documented placeholder.
+        key = self._api_key if self._api_key is not None else key_for(url, self.config.api_key_env)
         return openai.AsyncOpenAI(
             base_url=url,
-            api_key=os.environ.get(self.config.api_key_env) or "EMPTY",
+            api_key=key or NO_KEY,
             timeout=self.config.request_timeout_s,
             max_retries=0,
         )

@@ -10,14 +10,14 @@ reports requests/s, output tokens/s, end-to-end latency p50/p95/p99, the error r
 inter-token latency (with --stream), and for agent traffic the share of tool-call replies that
 parse (every call names an offered tool with JSON-object arguments, nothing left as raw text).
 Writes bench.json and throughput/latency charts; --compare overlays two or more saved runs.
-The API key, when one is needed, comes from $OPENAI_API_KEY.
+The API key, when one is needed, comes from $OPENAI_API_KEY (`--api-key-env` names another
+variable, e.g. VLLM_API_KEY for a `python -m serve.vllm` server), by common.keys' rule.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from common.flags import progress_off
+from common.keys import key_for
 
 from .bench_report import BenchReport, LevelResult, Percentiles, Sample, load_report, summarise, table
 from .workloads import WORKLOADS, BenchRequest, Workload, agent_requests, chat_requests
@@ -252,7 +253,7 @@ async def _agent_pool(config: BenchConfig) -> list[BenchRequest]:
 
 
 def http_client(config: BenchConfig) -> httpx.AsyncClient:
-    key = os.environ.get(config.api_key_env)
+    key = key_for(config.base_url, config.api_key_env)
     most = max(config.concurrency)
     return httpx.AsyncClient(
         base_url=config.base_url.rstrip("/"),
@@ -299,7 +300,7 @@ async def run_bench(
 
 async def first_model(base_url: str, api_key_env: str = "OPENAI_API_KEY") -> str:
     """The endpoint's first model id (vLLM lists the base model first)."""
-    key = os.environ.get(api_key_env)
+    key = key_for(base_url, api_key_env)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with httpx.AsyncClient(timeout=30.0, headers=headers) as client:
         response = await client.get(f"{base_url.rstrip('/')}/models")

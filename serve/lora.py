@@ -5,6 +5,7 @@
     python -m serve.lora load   NAME DIR [--replace]
     python -m serve.lora unload NAME
 
+The server's key comes from $VLLM_API_KEY (`--api-key-env` names another variable).
 The calls are `serve.vllm_client.VLLMClient` (also `LoraClient` here), which `VLLMServer` uses for
 the servers it owns. The adapter folder must be readable by the server: vLLM opens it itself.
 """
@@ -16,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .vllm_client import DEFAULT_BASE_URL, ServedModel, VLLMClient, VLLMError, root_url
+from .vllm_client import DEFAULT_BASE_URL, DEFAULT_KEY_ENV, ServedModel, VLLMClient, VLLMError, root_url
 
 LoraClient = VLLMClient  # the name this module has always offered
 
@@ -31,6 +32,7 @@ def _parser() -> Any:
     add_flag(
         parser, "--base-url", default=DEFAULT_BASE_URL, type=single_base_url_arg, help="the server's OpenAI base URL"
     )
+    add_flag(parser, "--api-key-env", default=DEFAULT_KEY_ENV, help="variable holding the server's API key")
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="models the server answers to (base + adapters)")
     add_flag(listing, "--json", help="one JSON object per line")
@@ -48,12 +50,13 @@ def _parser() -> Any:
             type=single_base_url_arg,
             help="as above (either side of the command)",
         )
+        add_flag(child, "--api-key-env", default=argparse.SUPPRESS, help="as above (either side of the command)")
     return parser
 
 
 async def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    client = LoraClient(args.base_url)
+    client = LoraClient(args.base_url, api_key_env=args.api_key_env)
     if args.command == "list":
         models = await client.list()
         for model in models:

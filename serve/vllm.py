@@ -1,19 +1,22 @@
 """`python -m serve.vllm`: serve a model with vLLM until Ctrl-C, on the CPU and on a GPU alike.
 
-    python -m serve.vllm --weights DIR_OR_NAME [--lora NAME=DIR ...] [--port 8000] [--dry-run]
+    python -m serve.vllm --weights DIR_OR_NAME [--lora NAME=DIR ...] [--runtime-lora] [--port 8000] [--dry-run]
 
-The tool parser and chat template come from serve.models.serving_profile, LoRA is on with runtime
-loading, logprobs carry token ids. It prints the endpoint and a curl once /health answers, then
-serves until Ctrl-C / SIGTERM, which stop vLLM's whole process group. `--dry-run` prints the exact
-command and environment without starting it.
+The tool parser and chat template come from serve.models.serving_profile, `--lora` adapters are
+served from the start, logprobs carry token ids. The server answers only to its key: $VLLM_API_KEY
+when set (clients send the same variable: `--api-key-env VLLM_API_KEY`), else a random one, shown
+once when stdout is a terminal and never written anywhere. Loading adapters while it runs
+(`python -m serve.lora`) needs `--runtime-lora`. It prints the endpoint and a curl once /health
+answers, then serves until Ctrl-C / SIGTERM, which stop vLLM's whole process group. `--dry-run`
+prints the exact command and environment (the key hidden) without starting it.
 
 The library it is a shell over, re-exported here for the code that imports it from serve.vllm:
 `VLLMConfig` and the command line it becomes (serve.vllm_config), `VLLMServer` (serve.vllm_server,
 the subprocess and its lifecycle), the runtime HTTP API (serve.vllm_client) and the process
 plumbing (common.procs).
 
-    async with VLLMServer(VLLMConfig(model=path, enable_lora=True)) as server:
-        client = openai.AsyncOpenAI(base_url=server.base_url, api_key="none")
+    async with VLLMServer(VLLMConfig(model=path, enable_lora=True, runtime_lora=True)) as server:
+        client = openai.AsyncOpenAI(base_url=server.base_url, api_key=server.api_key)
         await server.load_lora("policy@3", checkpoint_dir)
 """
 
@@ -33,7 +36,7 @@ from pydantic import BaseModel, ValidationError
 from common.procs import free_port, port_free
 
 from .vllm_client import VLLMError, adapter_dir
-from .vllm_config import LORA_RANKS, Device, LoraRank, VLLMConfig, cpu_bind_list, cuda_available
+from .vllm_config import KEY_ENV, LORA_RANKS, Device, LoraRank, VLLMConfig, cpu_bind_list, cuda_available
 from .vllm_server import VLLMServer, VLLMStartError
 
 __all__ = [
@@ -115,7 +118,8 @@ def _parser() -> Any:
         prog=_PROG,
         description=(
             "Serve a model with vLLM (the CPU build on a CPU machine, CUDA on a GPU) with the tool-call parser "
-            "and chat template of its family, runtime LoRA loading and token-id logprobs, until Ctrl-C."
+            "and chat template of its family and token-id logprobs, behind an API key ($VLLM_API_KEY, else a "
+            "random one), until Ctrl-C."
         ),
     )
     add_flag(parser, "--weights", default=None, aliases=("--model",), help="what to serve; default: the embedded model")
@@ -124,13 +128,18 @@ def _parser() -> Any:
         action="append",
         default=[],
         metavar="NAME=DIR",
-        help="PEFT adapter served as model NAME (repeatable); more can be loaded later with serve.lora",
+        help="PEFT adapter served as model NAME from the start (repeatable)",
     )
     add_flag(parser, "--name", default=None, help="served model name (clients' --model); default: the folder's name")
     _config_flags(parser, "host", "port", "device", "max_model_len", "gpu_memory_utilization")
     parser.add_argument("--cpu-kvcache-gib", type=int, default=1, help="CPU only: KV cache size")
     _config_flags(parser, "max_lora_rank", "max_loras")
     parser.add_argument("--no-lora", action="store_true", help="serve without LoRA support (a bit faster)")
+    parser.add_argument(
+        "--runtime-lora",
+        action="store_true",
+        help="let key holders load and unload adapters while it serves (python -m serve.lora); off: only --lora",
+    )
     _config_flags(parser, "tool_call_parser", "chat_template", "log_dir")
     parser.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for /health")
     parser.add_argument("--dry-run", action="store_true", help="print the environment and command, start nothing")
@@ -150,8 +159,9 @@ def _adapters(args: Any) -> tuple[list[LoraSpec], int]:
     """The `--lora` adapters, checked, and the rank to serve them at; a bad one is the CLI's error line."""
     from common.cli import fail
 
-    if args.no_lora and args.lora:
-        fail(f"{_PROG}: error: --lora and --no-lora exclude each other (see --help)")
+    if args.no_lora and (args.lora or args.runtime_lora):
+        other = "--lora" if args.lora else "--runtime-lora"
+        fail(f"{_PROG}: error: {other} and --no-lora exclude each other (see --help)")
     try:
         loras = [parse_lora(value) for value in args.lora]
         rank = args.max_lora_rank or lora_rank_for(loras)
@@ -191,6 +201,9 @@ def build_server(args: Any) -> tuple[VLLMServer, list[LoraSpec], str]:
         chat_template=args.chat_template or profile.chat_template,
         tool_call_parser=args.tool_call_parser or profile.tool_call_parser,
         enable_lora=not args.no_lora,
+        runtime_lora=args.runtime_lora,
+        lora_modules={lora.name: lora.path for lora in loras},
+        api_key_env=KEY_ENV,
         max_lora_rank=rank,
         max_loras=max(args.max_loras, 1) if not args.no_lora else None,
         gpu_memory_utilization=args.gpu_memory_utilization,
@@ -202,7 +215,7 @@ def build_server(args: Any) -> tuple[VLLMServer, list[LoraSpec], str]:
 
 
 def example_curl(server: VLLMServer, model: str) -> str:
-    """A ready-to-paste request that exercises the tool-call parser."""
+    """A ready-to-paste request that exercises the tool-call parser (the key read from $VLLM_API_KEY)."""
     body = {
         "model": model,
         "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
@@ -224,6 +237,7 @@ def example_curl(server: VLLMServer, model: str) -> str:
     }
     return (
         f"curl -s {server.base_url}/chat/completions -H 'Content-Type: application/json' "
+        f'-H "Authorization: Bearer ${KEY_ENV}" '
         f"-d {shlex.quote(json.dumps(body, separators=(',', ':')))}"
     )
 
@@ -235,16 +249,27 @@ def _announce(server: VLLMServer, models: list[str], family: str) -> None:
     print(f"models: {', '.join(models)}")
     print(f"family: {family}, tool-call parser: {cfg.tool_call_parser}, chat template: {template}")
     print(f"log: {server.log_path}")
+    print(key_line(server, terminal=sys.stdout.isatty()))
     print(example_curl(server, server.served_model_name))
     print("Ctrl-C stops the server.", flush=True)
+
+
+def key_line(server: VLLMServer, *, terminal: bool) -> str:
+    """How clients get the key. A random key is shown only on a terminal: piped into a log it would
+    be a secret in a file."""
+    if server.key_supplied:
+        return f"key: ${KEY_ENV} (clients: --api-key-env {KEY_ENV})"
+    if terminal:
+        return f"key: made for this run; for clients: export {KEY_ENV}={server.api_key}"
+    return f"key: made for this run and not shown (stdout is not a terminal); set {KEY_ENV} to choose it"
 
 
 def _exit_code(sig: int) -> int:
     return 130 if sig == signal.SIGINT else 0
 
 
-async def _serve(server: VLLMServer, loras: list[LoraSpec], family: str) -> int:
-    """Start, load the adapters, announce, then serve until vLLM exits (1), Ctrl-C (130) or SIGTERM (0).
+async def _serve(server: VLLMServer, family: str) -> int:
+    """Start, announce, then serve until vLLM exits (1), Ctrl-C (130) or SIGTERM (0).
 
     Both signals get handlers here, so a launcher started in the background of a script (where
     SIGINT arrives ignored) still stops on it; `async with` stops vLLM's whole group either way.
@@ -267,8 +292,6 @@ async def _serve(server: VLLMServer, loras: list[LoraSpec], family: str) -> int:
     first_signal.cancel()
     starting.result()  # raises VLLMStartError with the log tail
     try:
-        for lora in loras:
-            await server.load_lora(lora.name, lora.path)
         _announce(server, await server.list_models(), family)
         exited = asyncio.create_task(server.wait())
         signalled = asyncio.create_task(received.get())
@@ -289,14 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     server, loras, family = build_server(args)
     if args.dry_run:
-        print(f"# family: {family}; adapters loaded after /health: {', '.join(lo.name for lo in loras) or 'none'}")
-        for key, value in server.environment().items():
+        print(f"# family: {family}; adapters: {', '.join(lo.name for lo in loras) or 'none'}")
+        for key, value in server.shown_environment().items():
             print(f"{key}={shlex.quote(value)}")
         print(shlex.join(server.command()))
         return 0
     if not port_free(server.config.host, server.port):
         fail(f"error: port {server.port} on {server.config.host} is in use; pick another with --port")
-    return asyncio.run(_serve(server, loras, family))
+    return asyncio.run(_serve(server, family))
 
 
 if __name__ == "__main__":

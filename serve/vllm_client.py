@@ -3,18 +3,25 @@
 `VLLMClient` needs only a URL, so it serves `python -m serve.lora` (any server started with
 runtime LoRA updating) and `VLLMServer` (the servers it owns) alike. The adapter folder must be
 readable by the server: vLLM opens it itself.
+
+The key: the one given (a server mcpgym started hands over its own), else the variable
+`api_key_env` names (default `VLLM_API_KEY`, what vLLM itself reads), by common.keys' rule. With
+neither, no key is sent: a server started without one answers, and one with a key answers 401,
+which the error names the variable for.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import BaseModel
 
+from common.keys import key_for
+
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+DEFAULT_KEY_ENV = "VLLM_API_KEY"
 
 
 class VLLMError(RuntimeError):
@@ -57,13 +64,27 @@ def error_text(response: httpx.Response) -> str:
 
 
 class VLLMClient:
-    """Health, models and adapters of the server at `base_url` (the key: `api_key`, else $OPENAI_API_KEY)."""
+    """Health, models and adapters of the server at `base_url` (the key: `api_key`, else $`api_key_env`)."""
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, api_key: str | None = None, timeout_s: float = 120.0):
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        api_key: str | None = None,
+        api_key_env: str = DEFAULT_KEY_ENV,
+        timeout_s: float = 120.0,
+    ):
         self.root = root_url(base_url)
-        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.api_key_env = api_key_env
+        key = api_key if api_key is not None else key_for(base_url, api_key_env)
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._timeout = timeout_s
+
+    def _failure(self, what: str, response: httpx.Response) -> VLLMError:
+        text = f"{what} failed ({response.status_code}): {error_text(response)}"
+        if response.status_code == 401:
+            text += f"; set {self.api_key_env} to the server's key"
+        return VLLMError(text)
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         try:
@@ -82,7 +103,7 @@ class VLLMClient:
         """The base model first, then the loaded adapters."""
         response = await self._request("GET", "/v1/models")
         if response.status_code != 200:
-            raise VLLMError(f"listing models failed ({response.status_code}): {error_text(response)}")
+            raise self._failure("listing models", response)
         return [ServedModel.model_validate(item) for item in response.json()["data"]]
 
     async def load(self, name: str, path: Path | str, *, replace: bool = False) -> None:
@@ -90,9 +111,9 @@ class VLLMClient:
         body = {"lora_name": name, "lora_path": adapter_dir(path), "load_inplace": replace}
         response = await self._request("POST", "/v1/load_lora_adapter", body)
         if response.status_code != 200:
-            raise VLLMError(f"loading adapter {name!r} failed ({response.status_code}): {error_text(response)}")
+            raise self._failure(f"loading adapter {name!r}", response)
 
     async def unload(self, name: str) -> None:
         response = await self._request("POST", "/v1/unload_lora_adapter", {"lora_name": name})
         if response.status_code != 200:
-            raise VLLMError(f"unloading adapter {name!r} failed ({response.status_code}): {error_text(response)}")
+            raise self._failure(f"unloading adapter {name!r}", response)

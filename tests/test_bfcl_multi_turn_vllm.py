@@ -14,13 +14,20 @@ import envs
 from envs.bfcl_mt import LEADERBOARD_MAX_TURNS, data
 from rollouts.policy import ChatPolicy, PolicyConfig
 from rollouts.rollout import rollout
+from tests.fixtures.vllm_server import TINY_KEY_ENV
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("entry_id", ["multi_turn_base_100", "multi_turn_miss_func_100"])
 async def test_several_user_turns_against_real_vllm(vllm_tiny, entry_id: str) -> None:
-    config = PolicyConfig(base_url=vllm_tiny.base_url, model=vllm_tiny.served_model_name, max_tokens=8, temperature=0)
+    config = PolicyConfig(
+        base_url=vllm_tiny.base_url,
+        model=vllm_tiny.served_model_name,
+        api_key_env=TINY_KEY_ENV,
+        max_tokens=8,
+        temperature=0,
+    )
     async with (
         envs.load("bfcl-multi-turn", categories=[data.category_of(entry_id)]) as env,
         ChatPolicy(config) as policy,

@@ -15,6 +15,7 @@ from judges.bfcl import load_category
 from rollouts.jsonl import read_jsonl
 from rollouts.policy import ChatPolicy, PolicyConfig
 from tests.fixtures.bfcl_policy import BfclScriptedServer
+from tests.fixtures.vllm_server import TINY_KEY_ENV
 from train.bfcl import main, run_bfcl
 
 CATEGORIES = ["simple_python", "simple_java", "parallel", "multiple", "irrelevance", "live_parallel_multiple"]
@@ -144,7 +145,13 @@ async def test_against_real_vllm(vllm_tiny, tmp_path: Path) -> None:
     """The same path against vLLM itself (the tiny random model, the session's one server): the requests with
     BFCL's tools are accepted, every entry gets a verdict, nothing is an infra failure."""
     out = tmp_path / "vllm.jsonl"
-    config = PolicyConfig(base_url=vllm_tiny.base_url, model=vllm_tiny.served_model_name, max_tokens=8, temperature=0)
+    config = PolicyConfig(
+        base_url=vllm_tiny.base_url,
+        model=vllm_tiny.served_model_name,
+        api_key_env=TINY_KEY_ENV,
+        max_tokens=8,
+        temperature=0,
+    )
     async with ChatPolicy(config) as policy:
         result = await run_bfcl(policy, ["simple_python", "live_irrelevance"], out=out, limit=1, progress=False)
     assert result.infra_failures == 0 and result.new == 2

@@ -19,6 +19,7 @@ from rollouts.questions import (
     tool_names_of,
 )
 from rollouts.rollout import RetryConfig
+from tests.fixtures.vllm_server import TINY_KEY_ENV
 
 GOOD = {"question": "What was the Henry Hub price on 2024-01-05?", "difficulty": "easy", "tools": ["get_price"]}
 
@@ -97,6 +98,7 @@ async def test_real_vllm_with_the_schema_names_only_real_tools(vllm_tiny, tmp_pa
     config = PolicyConfig(
         base_url=vllm_tiny.base_url,
         model=vllm_tiny.served_model_name,
+        api_key_env=TINY_KEY_ENV,
         temperature=1.0,  # no seed: one seed on both (identical) requests would make them one completion
         max_tokens=700 if structured == "on" else 48,
         request_timeout_s=300,

@@ -64,8 +64,9 @@ def test_dry_run_prints_the_exact_command(tmp_path: Path) -> None:
     result = _cli(*argv, "--device", "gpu", "--gpu-memory-utilization", "0.8", "--max-model-len", "8192", "--dry-run")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0] == "# family: qwen; adapters loaded after /health: mine"
-    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True" in lines
+    assert lines[0] == "# family: qwen; adapters: mine"
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING=False" in lines  # --lora adapters are served from the start
+    assert "VLLM_API_KEY='<hidden>'" in lines  # the server has a key; the dry run does not print it
     command = shlex.split(lines[-1])
     assert command[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
 
@@ -79,6 +80,8 @@ def test_dry_run_prints_the_exact_command(tmp_path: Path) -> None:
     assert value("--gpu-memory-utilization") == "0.8"
     assert value("--max-model-len") == "8192"
     assert value("--dtype") == "auto"
+    assert value("--lora-modules") == f"mine={adapter.resolve()}"
+    assert value("--middleware") == "serve.vllm_guard.KeyGuard"
     for flag in ("--enable-auto-tool-choice", "--return-tokens-as-token-ids", "--enable-lora"):
         assert flag in command
     assert "--enforce-eager" not in command and "--chat-template" not in command  # GPU; Qwen's own template

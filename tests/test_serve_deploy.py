@@ -20,8 +20,10 @@ import yaml
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "vllm.json"
 K8S_VERSION = "1.33.0"
-# What `python -m serve.vllm` always passes for a tool-calling policy; deployments must keep them.
-REQUIRED_FLAGS = {"--enable-auto-tool-choice", "--tool-call-parser", "--return-tokens-as-token-ids", "--enable-lora"}
+# What `python -m serve.vllm` always passes for a tool-calling policy, and the key guard on every
+# route; deployments must keep them (and serve the merged model: no --enable-lora).
+REQUIRED_FLAGS = {"--enable-auto-tool-choice", "--tool-call-parser", "--return-tokens-as-token-ids", "--middleware"}
+GUARD = "vllm_guard.KeyGuard"
 _SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 
 
@@ -96,7 +98,8 @@ def test_prometheus_scrapes_the_vllm_service() -> None:
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == ["vllm:8000"]
     compose = _yaml_docs(DEPLOY / "compose.yaml")[0]
-    assert "8000:8000" in compose["services"]["vllm"]["ports"]
+    [published] = compose["services"]["vllm"]["ports"]
+    assert published.endswith(":8000:8000")
 
 
 def test_grafana_provisioning_points_at_the_dashboard() -> None:
@@ -150,6 +153,15 @@ def test_kubernetes_pieces_point_at_each_other() -> None:
         assert container[probe]["httpGet"]["path"] == "/health"
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v}
     assert claims == {_kind("PersistentVolumeClaim")["metadata"]["name"]}
+    # The guard vLLM loads (--middleware vllm_guard.KeyGuard) is the generated ConfigMap, mounted on PYTHONPATH.
+    [generator] = kustomization["configMapGenerator"]
+    assert "vllm_guard.py" in generator["files"]
+    assert all((DEPLOY / "k8s" / name).is_file() for name in generator["files"])
+    [guard] = [v for v in pod["spec"]["volumes"] if "configMap" in v]
+    assert guard["configMap"]["name"] == generator["name"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == guard["name"]]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["PYTHONPATH"]["value"] == mount["mountPath"]
 
 
 def _k8s_vllm_argv() -> list[str]:
@@ -179,5 +191,6 @@ def test_deployments_pass_the_flags_serve_vllm_passes_and_vllm_accepts_them() ->
         assert REQUIRED_FLAGS <= {flag.split("=")[0] for flag in argv}, argv
         args = parser.parse_args(argv)  # an unknown flag or bad value exits here
         validate_parsed_serve_args(args)
-        assert args.tool_call_parser == "hermes" and args.enable_lora and args.return_tokens_as_token_ids
-        assert args.port == 8000 and args.host == "0.0.0.0"
+        assert args.tool_call_parser == "hermes" and args.return_tokens_as_token_ids
+        assert not args.enable_lora and args.middleware == [GUARD]  # the merged model, behind the key
+        assert args.port == 8000 and args.host == "0.0.0.0"  # inside the container; published on loopback

@@ -2,8 +2,9 @@
 
 One `python -m serve.vllm` process is started for the whole module (vLLM takes ~30-60 s to start on
 2 cores) and the tests run in file order against it: the launcher's announcement and its curl, a
-tool-call request, adapters through `python -m serve.lora`, a few seconds of `python -m serve.bench`,
-the dashboard's metrics on the live `/metrics`, and finally a clean Ctrl-C stop.
+tool-call request, adapters through `python -m serve.lora` (and none without the key), a few seconds
+of `python -m serve.bench`, the dashboard's metrics on the live `/metrics`, and finally a clean
+Ctrl-C stop. The launcher runs with the user's own key ($VLLM_API_KEY), which every client sends.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,6 +32,8 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTER_NAME = "first"
+KEY = secrets.token_urlsafe(32)  # the user's own key for the server they start
+WITH_KEY = {**os.environ, "VLLM_API_KEY": KEY}
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "vllm.json"
 
 
@@ -106,8 +109,8 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
     adapter = make_adapter(model_dir, work / "adapter")
     port = free_port()
     argv = [sys.executable, "-m", "serve.vllm", "--weights", str(model_dir), "--lora", f"{ADAPTER_NAME}={adapter}"]
-    argv += ["--port", str(port), "--log-dir", str(work / "logs"), "--max-model-len", "4096"]
-    process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    argv += ["--port", str(port), "--log-dir", str(work / "logs"), "--max-model-len", "4096", "--runtime-lora"]
+    process = subprocess.Popen(argv, cwd=REPO, env=WITH_KEY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     announcement: list[str] = []
     try:
         deadline = time.monotonic() + 420
@@ -132,8 +135,8 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
             os.kill(pid, signal.SIGKILL)
 
 
-def _run(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def _run(*argv: str, timeout: float = 180, env: dict[str, str] = WITH_KEY) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_launcher_announces_endpoint_models_and_a_working_curl(launched: Launched) -> None:
@@ -142,17 +145,20 @@ def test_launcher_announces_endpoint_models_and_a_working_curl(launched: Launche
     assert models == [launched.model_dir.name, ADAPTER_NAME]
     assert "tool-call parser: hermes" in launched.line("family: ")
     assert launched.vllm_pids, "vLLM runs as a child of the launcher"
+    assert launched.line("key: ") == "key: $VLLM_API_KEY (clients: --api-key-env VLLM_API_KEY)"
+    assert KEY not in "\n".join(launched.announcement)
     curl = launched.line("curl ")
     assert '"max_tokens":64' in curl
     short = curl.replace('"max_tokens":64', '"max_tokens":8')  # the same request, quicker on a busy CPU
-    reply = subprocess.run(shlex.split(short), capture_output=True, text=True, timeout=300, check=True)
+    # Pasted into a shell that holds the key, as the user would.
+    reply = subprocess.run(["bash", "-c", short], env=WITH_KEY, capture_output=True, text=True, timeout=300, check=True)
     body = json.loads(reply.stdout)
     assert body["object"] == "chat.completion", body
     assert body["model"] == launched.model_dir.name
 
 
 async def test_tool_call_request_with_token_id_logprobs(launched: Launched) -> None:
-    client = openai.AsyncOpenAI(base_url=launched.base_url, api_key="none")
+    client = openai.AsyncOpenAI(base_url=launched.base_url, api_key=KEY)
     tool = {
         "type": "function",
         "function": {
@@ -218,12 +224,25 @@ def test_lora_cli_load_list_unload(launched: Launched) -> None:
     reply = httpx.post(
         f"{launched.base_url}/chat/completions",
         json={"model": "second", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+        headers={"Authorization": f"Bearer {KEY}"},
         timeout=120,
     )
     assert reply.status_code == 200, reply.text
+    # Without the key no adapter loads: neither vLLM's route nor SageMaker's /adapters (which vLLM's
+    # own key check leaves open; serve.vllm_guard closes it), nor serve.lora without $VLLM_API_KEY.
+    root = f"http://127.0.0.1:{launched.port}"
+    poison = {"lora_name": "second", "lora_path": str(launched.adapter), "load_inplace": True}
+    assert httpx.post(f"{root}/v1/load_lora_adapter", json=poison, timeout=60).status_code == 401
+    assert (
+        httpx.post(f"{root}/adapters", json={"name": "third", "src": str(launched.adapter)}, timeout=60).status_code
+        == 401
+    )
+    keyless = {k: v for k, v in os.environ.items() if k != "VLLM_API_KEY"}
+    refused = _run("-m", "serve.lora", *url, "load", "third", str(launched.adapter), env=keyless)
+    assert refused.returncode == 2 and "(401)" in refused.stderr and "VLLM_API_KEY" in refused.stderr
     assert _run("-m", "serve.lora", *url, "unload", "second").returncode == 0
     listed = _run("-m", "serve.lora", "list", *url)
-    assert "second" not in listed.stdout and ADAPTER_NAME in listed.stdout
+    assert "second" not in listed.stdout and "third" not in listed.stdout and ADAPTER_NAME in listed.stdout
     again = _run("-m", "serve.lora", *url, "unload", "second")
     assert again.returncode == 2
     assert len(again.stderr.strip().splitlines()) == 1 and "second" in again.stderr
@@ -233,6 +252,7 @@ def test_bench_against_the_server(launched: Launched, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     argv = ["-m", "serve.bench", "--base-url", launched.base_url, "--concurrency", "1,2", "--requests", "2"]
     argv += ["--max-tokens", "12", "--stream", "--out-dir", str(out), "--no-progress", "--warmup", "0"]
+    argv += ["--api-key-env", "VLLM_API_KEY"]
     result = _run(*argv, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())

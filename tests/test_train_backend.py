@@ -142,7 +142,7 @@ async def target_logprob(server, name: str, prompt_ids: list[int], target_ids: l
     """Sum of vLLM's logprobs of `target_ids` after `prompt_ids` under the served model `name`."""
     import httpx
 
-    async with httpx.AsyncClient(timeout=120) as client:
+    async with httpx.AsyncClient(timeout=120, headers={"Authorization": f"Bearer {server.api_key}"}) as client:
         response = await client.post(
             f"{server.base_url}/completions",
             json={"model": name, "prompt": prompt_ids + target_ids, "max_tokens": 1, "prompt_logprobs": 0},

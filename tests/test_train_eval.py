@@ -12,6 +12,7 @@ import pytest
 
 from common.cli import UsageError
 from contracts import Task
+from tests.fixtures.vllm_server import TINY_KEY_ENV
 from train.eval import main, parse_spec, select_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 async def test_eval_endpoint_writes_table_and_json(vllm_tiny, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "report.json"
-    endpoint = ["--base-url", vllm_tiny.base_url, "--model", "tiny"]
+    endpoint = ["--base-url", vllm_tiny.base_url, "--model", "tiny", "--api-key-env", TINY_KEY_ENV]
     code = await main(
         ["--env", "energy", *endpoint, "--limit", "4", "--max-tokens", "8", "--max-turns", "2", "--report", str(out)]
     )
@@ -40,7 +41,8 @@ async def test_eval_endpoint_writes_table_and_json(vllm_tiny, tmp_path: Path, ca
 async def test_compare_puts_two_models_side_by_side(vllm_tiny, tmp_path: Path, capsys) -> None:
     out = tmp_path / "compare.json"
     spec = f"{vllm_tiny.base_url}#tiny"
-    await main(["--compare", spec, spec, "--limit", "2", "--max-tokens", "8", "--max-turns", "1", "--report", str(out)])
+    argv = ["--compare", spec, spec, "--limit", "2", "--max-tokens", "8", "--max-turns", "1", "--report", str(out)]
+    await main([*argv, "--api-key-env", TINY_KEY_ENV])
     reports = json.loads(out.read_text())["reports"]
     assert [report["label"] for report in reports] == ["A:tiny", "B:tiny"]
     header = capsys.readouterr().out.splitlines()[0].split()

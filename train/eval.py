@@ -194,10 +194,10 @@ async def _evaluate_specs(
             raise UsageError(f"env {env.name!r} has no tasks in split {config.split!r}")
         try:
             for index, spec in enumerate(specs):
-                base_url, model = await served.resolve(spec)
+                base_url, model, key = await served.resolve(spec)
                 trajectories = out.with_name(f"{out.stem}.{index}.trajectories.jsonl")
                 report = await evaluate_endpoint(
-                    env, base_url, model, tasks, config, label=spec.label, judge=judge, out=trajectories
+                    env, base_url, model, tasks, config, label=spec.label, judge=judge, out=trajectories, api_key=key
                 )
                 _print_closing_lines(report)
                 reports.append(report)

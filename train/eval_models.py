@@ -1,6 +1,7 @@
 """What `python -m train.eval` evaluates: a model spec (`URL#MODEL`, a LoRA checkpoint or model
 folder, or the trajectory JSONL of an evaluation already run), and the vLLM servers it starts
-here for folders (one per base model; each LoRA checkpoint is loaded into its base's server).
+here for folders (one per base model; each LoRA checkpoint is loaded into its base's server at
+runtime, which only the holder of that server's own key may do).
 """
 
 from __future__ import annotations
@@ -63,27 +64,34 @@ class Served:
         self.base_model = base_model
         self.servers: dict[Path, Any] = {}
 
-    async def resolve(self, spec: ModelSpec) -> tuple[str, str]:
-        """(base_url, served model name) for a spec."""
+    def server_config(self, base: Path) -> Any:
+        """The vLLM for base model `base`: its own random key, and runtime LoRA loading because the
+        checkpoints evaluated load into the running server."""
+        from serve.vllm import VLLMConfig
+
+        return VLLMConfig(
+            model=base, served_model_name="base", enable_lora=True, runtime_lora=True, max_model_len=self.max_model_len
+        )
+
+    async def resolve(self, spec: ModelSpec) -> tuple[str, str, str | None]:
+        """(base_url, served model name, the key of a server started here or None) for a spec."""
         if spec.folder is None:
-            return str(spec.base_url), str(spec.model)
-        from serve.vllm import VLLMConfig, VLLMServer
+            return str(spec.base_url), str(spec.model), None
+        from serve.vllm import VLLMServer
 
         is_adapter = (spec.folder / "adapter_config.json").is_file()
         base = adapter_base(spec.folder, self.base_model) if is_adapter else spec.folder
         server = self.servers.get(base)
         if server is None:
             print(f"eval: starting vLLM for {base} ...", file=sys.stderr)
-            server = VLLMServer(
-                VLLMConfig(model=base, served_model_name="base", enable_lora=True, max_model_len=self.max_model_len)
-            )
+            server = VLLMServer(self.server_config(base))
             self.servers[base] = server
             await server.start()
         if not is_adapter:
-            return server.base_url, server.served_model_name
+            return server.base_url, server.served_model_name, server.api_key
         name = f"eval{len(self.servers)}-{abs(hash(spec.folder)) % 10**6}"
         await server.load_lora(name, spec.folder, replace=True)
-        return server.base_url, name
+        return server.base_url, name, server.api_key
 
     async def aclose(self) -> None:
         for server in self.servers.values():

@@ -248,12 +248,16 @@ def write_reports(
     return path
 
 
-def policy_for(base_url: str, model: str, *, max_tokens: int, api_key_env: str = "OPENAI_API_KEY") -> Any:
-    """The greedy policy evaluations sample from (temperature 0: one run gives the model's number)."""
+def policy_for(
+    base_url: str, model: str, *, max_tokens: int, api_key_env: str = "OPENAI_API_KEY", api_key: str | None = None
+) -> Any:
+    """The greedy policy evaluations sample from (temperature 0: one run gives the model's number).
+    `api_key`: the key of a server started here; else the variable `api_key_env` names."""
     from rollouts import ChatPolicy, PolicyConfig
 
     return ChatPolicy(
-        PolicyConfig(base_url=base_url, model=model, temperature=0.0, max_tokens=max_tokens, api_key_env=api_key_env)
+        PolicyConfig(base_url=base_url, model=model, temperature=0.0, max_tokens=max_tokens, api_key_env=api_key_env),
+        api_key=api_key,
     )
 
 
@@ -267,10 +271,11 @@ async def evaluate_endpoint(
     label: str,
     judge: Any = None,
     out: Path | None = None,
+    api_key: str | None = None,
 ) -> EvalReport:
     """`evaluate` the model `model` at `base_url` (URL,URL,... for replicas), with each
-    replica's request counts in `report.endpoints`."""
-    policy = policy_for(base_url, model, max_tokens=config.max_tokens, api_key_env=config.api_key_env)
+    replica's request counts in `report.endpoints`; `api_key`: the key of a server started here."""
+    policy = policy_for(base_url, model, max_tokens=config.max_tokens, api_key_env=config.api_key_env, api_key=api_key)
     try:
         report = await evaluate(
             env,

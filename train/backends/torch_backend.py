@@ -98,7 +98,12 @@ class TorchBackend(LocalBackend):
     async def register(self, model: Model) -> None:
         if isinstance(model, TrainableModel):
             check_base_model(model.base_model)
-        await super().register(model)
+        # LocalBackend.register writes the model to model.json: never with a server's key in it.
+        key, model.inference_api_key = model.inference_api_key, None
+        try:
+            await super().register(model)
+        finally:
+            model.inference_api_key = key
 
     async def _get_service(self, model: TrainableModel) -> TorchService:  # type: ignore[override]
         if model.name not in self._services:
@@ -120,9 +125,14 @@ class TorchBackend(LocalBackend):
     async def _prepare_backend_for_training(
         self, model: TrainableModel, config: dev.OpenAIServerConfig | None = None
     ) -> tuple[str, str]:
-        base_url, api_key = await super()._prepare_backend_for_training(model, config)
-        install_openai_client(model, base_url, api_key)
-        return base_url, api_key
+        base_url, _ = await super()._prepare_backend_for_training(model, config)
+        # ART would hand out a fixed "default"; the model's client gets its server's own key.
+        service = self.service(model)
+        server = service.server if service is not None else None
+        if server is None:
+            raise RuntimeError(f"no vLLM server for {model.name} after ART prepared it")
+        install_openai_client(model, base_url, server.api_key)
+        return base_url, server.api_key
 
     def service(self, model: Model) -> TorchService | None:
         """The model's service once it exists (vLLM server, loaded adapters), else None."""

@@ -92,21 +92,25 @@ class TorchService:
     def adapter_name(self, step: int) -> str:
         return f"{self.model_name}@{step}"
 
+    def server_config(self, port: int | None = None) -> VLLMConfig:
+        """The vLLM this model is served by when no server is shared: its own key (random, made by
+        VLLMServer) and runtime LoRA loading, which each step's checkpoint (`name@step`) needs."""
+        return VLLMConfig(
+            model=Path(self.base_model),
+            served_model_name=self.model_name,
+            port=port,
+            enable_lora=True,
+            runtime_lora=True,
+            max_lora_rank=self.settings.lora.vllm_max_rank(),
+            chat_template=self.chat_template,
+            max_model_len=self.settings.max_model_len,
+            startup_timeout_s=self.settings.vllm_startup_timeout_s,
+        )
+
     async def start_openai_server(self, config: dev.OpenAIServerConfig | None) -> tuple[str, int]:
         server_args = dict((config or {}).get("server_args", {}))
         if self.server is None:
-            self.server = VLLMServer(
-                VLLMConfig(
-                    model=Path(self.base_model),
-                    served_model_name=self.model_name,
-                    port=server_args.get("port"),
-                    enable_lora=True,
-                    max_lora_rank=self.settings.lora.vllm_max_rank(),
-                    chat_template=self.chat_template,
-                    max_model_len=self.settings.max_model_len,
-                    startup_timeout_s=self.settings.vllm_startup_timeout_s,
-                )
-            )
+            self.server = VLLMServer(self.server_config(server_args.get("port")))
         if not self.server.running:
             await self.server.start()
         # A resumed model serves its latest checkpoint straight away.
