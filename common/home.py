@@ -12,6 +12,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from .files import open_private
+
 HOME_ENV = "MCPGYM_HOME"
 
 
@@ -25,9 +27,12 @@ def mcpgym_home() -> Path:
 def file_lock(lock_path: Path) -> Iterator[None]:
     """Exclusive inter-process lock, so concurrent first uses fill a cache entry only once."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    fd = open_private(lock_path, os.O_RDWR | os.O_CREAT)  # never through a planted link
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from common.files import write_private_atomic
 
 
 def content_key(*parts: Any) -> str:
@@ -43,8 +44,4 @@ class VerdictCache:
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(value, fh, ensure_ascii=False)
-        os.replace(tmp, path)
+        write_private_atomic(path, json.dumps(value, ensure_ascii=False), durable=False)

@@ -30,6 +30,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from common.cli import ArgumentParser, UsageError, run_cli
+from common.files import write_private_atomic
 from common.flags import add_flag
 from contracts import Trajectory
 
@@ -245,25 +246,28 @@ def load_trajectories(path: str | Path) -> list[Trajectory]:
     is not a trajectory."""
     from pydantic import ValidationError
 
-    from rollouts.jsonl import JsonlFormatError, read_jsonl
+    from rollouts.jsonl import JsonlFormatError, iter_jsonl
 
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
+    latest: dict[str, Trajectory] = {}  # streamed: the raw lines are never all in memory
+    not_trajectory = None
     try:
-        raws = read_jsonl(path)
+        for number, raw in enumerate(iter_jsonl(path), start=1):
+            if not_trajectory is not None:
+                continue  # read on: a line that is not JSON at all is the error to report first
+            try:
+                traj = Trajectory.model_validate(raw)
+            except ValidationError:
+                not_trajectory = number
+                continue
+            latest.pop(traj.id, None)
+            latest[traj.id] = traj
     except JsonlFormatError as exc:
         raise UsageError(str(exc)) from None
-    trajs = []
-    for number, raw in enumerate(raws, start=1):
-        try:
-            trajs.append(Trajectory.model_validate(raw))
-        except ValidationError:
-            raise UsageError(f"{path}: record {number} is not a trajectory") from None
-    latest: dict[str, Trajectory] = {}
-    for traj in trajs:
-        latest.pop(traj.id, None)
-        latest[traj.id] = traj
+    if not_trajectory is not None:
+        raise UsageError(f"{path}: record {not_trajectory} is not a trajectory")
     return list(latest.values())
 
 
@@ -284,7 +288,7 @@ def main() -> int:
         raise UsageError(f"{args.input}: no trajectories")
     values = compute_metrics(trajs)
     out = Path(args.report) if args.report else Path(args.input).with_suffix(".metrics.json")
-    out.write_text(json.dumps(json_safe(values), indent=2) + "\n")
+    write_private_atomic(out, json.dumps(json_safe(values), indent=2) + "\n")
     print(format_table(values))
     print(f"wrote {out}")
     return 0

@@ -34,6 +34,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from common.files import write_private_atomic
 from common.flags import add_flag, add_out_with_old_positional, apply_no_progress, out_from, progress_off
 from contracts import Trajectory
 from rollouts.jsonl import JsonlAppender, JsonlFormatError
@@ -129,7 +130,7 @@ def main() -> int:
     scored = load_trajectories(dst)
     values = compute_metrics(scored) | {f"judge/{key}": value for key, value in judge.report().items()}
     metrics_path = Path(args.report) if args.report else dst.with_suffix(".metrics.json")
-    metrics_path.write_text(json.dumps(json_safe(values), indent=2) + "\n")
+    write_private_atomic(metrics_path, json.dumps(json_safe(values), indent=2) + "\n")
     print(format_table(values))
     again = f"; {retried} judged again after the judge failed on them" if retried else ""
     print(
@@ -170,7 +171,7 @@ def plan_scoring(
         raise UsageError(str(exc)) from None
     done = resumed.done_ids
     todo = [traj for group in group_trajectories(trajs) if any(t.id not in done for t in group) for traj in group]
-    return todo, done, len(resumed.retry)
+    return todo, done, len(resumed.retry_ids)
 
 
 async def score_into(judge: Judge, todo: list[Trajectory], dst: Path, done: set[str], *, desc: str) -> list[Trajectory]:

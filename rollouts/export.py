@@ -54,6 +54,7 @@ import sys
 from pathlib import Path
 
 from common.cli import ArgumentParser, UsageError, run_cli
+from common.files import MODE_HELP
 from common.flags import add_out_with_old_positional, out_from
 from rollouts.jsonl import JsonlFormatError
 
@@ -138,7 +139,7 @@ def build_parser() -> ArgumentParser:
         ),
     )
     parser.add_argument("input", metavar="IN", help="trajectory JSONL")
-    add_out_with_old_positional(parser, help="the exported JSONL")
+    add_out_with_old_positional(parser, help=f"the exported JSONL ({MODE_HELP})")
     parser.add_argument(
         "--format",
         choices=(*FORMATS, *ALIASES, *REMOVED),

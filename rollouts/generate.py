@@ -39,6 +39,7 @@ from pathlib import Path
 
 from common.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
 from common.config_flags import add_config_flags, config_from_args
+from common.files import MODE_HELP, write_private_atomic
 from common.flags import add_flag, add_policy_endpoint, apply_no_progress
 from contracts import Task
 from rollouts.jsonl import JsonlFormatError
@@ -89,7 +90,7 @@ def build_parser() -> ArgumentParser:
     pol.add_argument("--request-timeout", type=float, default=120.0, help="seconds per policy request")
 
     run = parser.add_argument_group("run")
-    add_flag(run, "--out", default="data/trajectories.jsonl", help="trajectory JSONL (appended; resumes)")
+    add_flag(run, "--out", default="data/trajectories.jsonl", help=f"trajectory JSONL (appended; resumes; {MODE_HELP})")
     add_flag(run, "--report", default=None, aliases=("--stats",), help="stats JSON (default: OUT with .stats.json)")
     run.add_argument("--no-resume", action="store_true", help="start fresh: move an existing OUT aside to OUT.*.bak")
     run.add_argument(
@@ -159,8 +160,7 @@ async def generate(args: argparse.Namespace, config: PolicyConfig, questions: li
 
 
 def write_report(result: RunResult, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.stats.model_dump(mode="json"), indent=2) + "\n")
+    write_private_atomic(path, json.dumps(result.stats.model_dump(mode="json"), indent=2) + "\n")
 
 
 def print_summary(result: RunResult, out: Path, stats_file: Path) -> None:

@@ -436,7 +436,7 @@ def _existing_questions(out_path: Path | None) -> list[QuestionRecord]:
         return []
     accepted = []
     # Questions have no infra failures to retry: one record per id, compacted (rollouts.resume).
-    for number, record in enumerate(resume_records(out_path, retry=None).records, start=1):
+    for number, record in enumerate(resume_records(out_path, retry=None).iter_records(), start=1):
         try:
             accepted.append(QuestionRecord.model_validate(record))
         except ValidationError:

@@ -9,25 +9,31 @@ holds `rollouts.lock.output_lock(out)`. It reads `out` and
 - takes out the records `retry(record)` selects (by default: `error.kind == "infra"`), so the
   writer runs those ids again; `retry=None` keeps them (`--keep-infra`);
 - when it dropped anything (a duplicate, a record to retry, a torn tail from a crash), rewrites
-  `out` atomically (temp file, fsync, rename) with just the kept records, in file order.
+  `out` atomically (an unpredictable temp file in its folder, fsync, rename) with just the kept
+  lines, byte for byte, in file order.
 
 So the file is compacted before the writer appends anything: at every moment it holds at most one
 record per id, and a reader (ours, `jq`, pandas) needs no "last one wins" rule of its own. A crash
 during the rewrite leaves the old file (the rename is atomic); a crash after it leaves the kept
 records and whatever was appended since, still one per id.
+
+Memory: the file is streamed, one line at a time, twice at most (once to learn which line is the
+last of each id, once to copy the kept lines). What stays in memory is one entry per distinct id:
+its last line's byte offset and whether it is retried (the sets `done_ids` and `retry_ids` name
+the same ids). Never the records: a writer that wants them streams `Resumed.iter_records()`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .jsonl import iter_jsonl
+from common.files import atomic_writer
+
+from .jsonl import iter_jsonl, iter_jsonl_lines
 
 Record = dict[str, Any]
 
@@ -41,18 +47,17 @@ def is_infra_record(record: Record) -> bool:
 class Resumed(BaseModel):
     """What a writer resumes from."""
 
-    records: list[Record] = Field(default_factory=list)  # kept: one per id, file order
-    retry: list[Record] = Field(default_factory=list)  # taken out to be run again (last record of each id)
+    path: Path | None = None  # the file resumed from (None: there was none)
+    done_ids: set[str] = Field(default_factory=set)  # kept: one record each, in `path`
+    retry_ids: set[str] = Field(default_factory=set)  # taken out of `path` to be run again
     duplicates: int = 0  # older records of an id that a later one replaced
-    compacted: bool = False  # whether `out` was rewritten
+    compacted: bool = False  # whether `path` was rewritten
 
-    @property
-    def done_ids(self) -> set[str]:
-        return {str(record.get("id")) for record in self.records}
-
-    @property
-    def retry_ids(self) -> set[str]:
-        return {str(record.get("id")) for record in self.retry}
+    def iter_records(self) -> Iterator[Record]:
+        """The kept records, one per id in file order, streamed from `path` (read them before
+        appending: after compaction the file holds exactly these)."""
+        if self.path is not None:
+            yield from iter_jsonl(self.path)
 
 
 def resume_records(
@@ -66,36 +71,36 @@ def resume_records(
     path = Path(out)
     if not path.exists():
         return Resumed()
-    latest: dict[str, Record] = {}
+    # id -> byte offset of its last line, negated (minus one) when that record is to be run again.
+    last: dict[str, int] = {}
     lines = 0
-    for record in iter_jsonl(path):
+    for _number, offset, _raw, record in iter_jsonl_lines(path):
         lines += 1
         ident = str(record.get(key))
-        latest.pop(ident, None)  # re-inserted below: a replaced record moves to where it was rewritten
-        latest[ident] = record
-    kept = [record for record in latest.values() if retry is None or not retry(record)]
-    again = [record for record in latest.values() if retry is not None and retry(record)]
-    result = Resumed(records=kept, retry=again, duplicates=lines - len(latest))
-    if len(kept) != lines or _torn_tail(path):
-        _rewrite(path, kept)
+        last.pop(ident, None)  # re-inserted below: a replaced record moves to where it was rewritten
+        last[ident] = -offset - 1 if retry is not None and retry(record) else offset
+    done = {ident for ident, offset in last.items() if offset >= 0}
+    result = Resumed(
+        path=path, done_ids=done, retry_ids=set(last) - done, duplicates=lines - len(last), compacted=False
+    )
+    if len(done) != lines or _torn_tail(path):
+        _rewrite(path, last, key)
         result.compacted = True
     return result
 
 
 def _torn_tail(path: Path) -> bool:
-    size = path.stat().st_size
-    if size == 0:
-        return False
     with path.open("rb") as fh:
-        fh.seek(-1, os.SEEK_END)
+        size = fh.seek(0, 2)
+        if size == 0:
+            return False
+        fh.seek(size - 1)
         return fh.read(1) != b"\n"
 
 
-def _rewrite(path: Path, records: list[Record]) -> None:
-    tmp = path.with_name(path.name + ".compact.tmp")
-    with tmp.open("wb") as fh:
-        for record in records:
-            fh.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())  # the rename must not publish a file whose data is not on disk yet
-    os.replace(tmp, path)
+def _rewrite(path: Path, last: dict[str, int], key: str) -> None:
+    """Copy the kept lines (the last of each id, not retried) into a new `path`, streaming."""
+    with atomic_writer(path) as fh:
+        for _number, offset, raw, record in iter_jsonl_lines(path):
+            if last.get(str(record.get(key))) == offset:
+                fh.write(raw if raw.endswith(b"\n") else raw + b"\n")

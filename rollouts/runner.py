@@ -89,7 +89,7 @@ def to_trajectories(path: Path, records: Iterable[dict[str, Any]]) -> list[Traje
 def load_done(path: Path) -> list[Trajectory]:
     """The trajectories of `path`, one per id (the last), infra failures included. Call it
     holding the output lock: it compacts `path` (see rollouts.resume)."""
-    return to_trajectories(path, resume_records(path, retry=None).records)
+    return to_trajectories(path, resume_records(path, retry=None).iter_records())
 
 
 async def run_rollouts(
@@ -206,7 +206,7 @@ def _previous(
         return retry_infra and is_infra_record(record) and str(record.get("id")) in wanted
 
     resumed = resume_records(out_path, retry=again)
-    return to_trajectories(out_path, resumed.records), len(resumed.retry), None
+    return to_trajectories(out_path, resumed.iter_records()), len(resumed.retry_ids), None
 
 
 def _pending(env_name: str, tasks: Sequence[Task], samples: int, *, done_ids: set[str]) -> list[tuple[int, Task, int]]:

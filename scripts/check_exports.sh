@@ -3,8 +3,10 @@
 #
 #   scripts/check_exports.sh            # results table on stdout, details in $CHECK_DIR/results.jsonl
 #
-# 1. throwaway venvs under $CHECK_DIR (default /tmp/mcpgym-check-exports), reused when their
-#    stamp matches (delete the folder to start over), each with torch==2.13.0 pinned first
+# 1. throwaway venvs under $CHECK_DIR (default $MCPGYM_HOME/check-exports, i.e.
+#    ~/.cache/mcpgym/check-exports), reused when their stamp matches (delete the folder to start
+#    over); the folder is created owner-only and refused unless it is a real folder of this user
+#    that no one else can write (its venvs are executed), each with torch==2.13.0 pinned first
 #    (an unpinned torch pulls gigabytes of CUDA wheels):
 #      llamafactory/: llamafactory==$LLAMAFACTORY, then torchvision/torchaudio removed (pip picks builds
 #                     made for another torch, which break `import transformers`; no torchaudio release
@@ -26,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CHECK_DIR=${CHECK_DIR:-/tmp/mcpgym-check-exports}
+CHECK_DIR=${CHECK_DIR:-${MCPGYM_HOME:-$HOME/.cache/mcpgym}/check-exports}
 LLAMAFACTORY=${LLAMAFACTORY:-0.9.5}
 SWIFT=${SWIFT:-4.5.2}
 TRL=${TRL:-1.16.0}
@@ -37,7 +39,20 @@ export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 
 export MODELSCOPE_OFFLINE=1 USE_MODELSCOPE_HUB=0 DISABLE_VERSION_CHECK=1 TOKENIZERS_PARALLELISM=false
 export PYTHONWARNINGS=ignore
 
-mkdir -p "$CHECK_DIR"
+# Everything under $CHECK_DIR is executed: create it owner-only, and refuse a folder someone else
+# could have planted (a link, another user's) or can write.
+"$BASE_PYTHON" - "$CHECK_DIR" <<'EOF' || exit 2
+import os, stat, sys
+path = os.path.abspath(sys.argv[1])  # no trailing slash: lstat must see a link as a link
+os.makedirs(os.path.dirname(path), exist_ok=True)
+try:
+    os.mkdir(path, 0o700)
+except FileExistsError:
+    pass
+info = os.lstat(path)
+if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+    sys.exit(f"error: {path} is not a folder of this user that only it can write; refusing to run venvs from it")
+EOF
 venv() {  # venv NAME PACKAGE...: create or reuse $CHECK_DIR/NAME with torch pinned, then the packages
   local name=$1 dir="$CHECK_DIR/$1"; shift
   local want="torch==$TORCH $*"

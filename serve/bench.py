@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
+from common.files import write_private_atomic
 from common.flags import progress_off
 from common.keys import key_for
 
@@ -442,7 +443,7 @@ async def main(argv: list[str] | None = None) -> int:
         fail(f"error: {exc}")
     out.mkdir(parents=True, exist_ok=True)
     report.charts = [str(p) for p in await asyncio.to_thread(report_charts, report, out)]
-    (out / "bench.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    write_private_atomic(out / "bench.json", report.model_dump_json(indent=2) + "\n")
     print(table(report))
     print(f"wrote {out / 'bench.json'}; charts: {', '.join(report.charts)}")
     if all(r.completed == 0 for r in report.results):

@@ -59,6 +59,7 @@ from pydantic import BaseModel, Field, ValidationError
 from tqdm import tqdm
 
 from common.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
+from common.files import write_private_atomic
 from common.flags import add_flag, add_policy_endpoint, apply_no_progress
 from contracts import TrajectoryError
 from judges.bfcl import (
@@ -379,10 +380,10 @@ def _resume(out: Path, chosen: set[str], model: str, *, retry_infra: bool) -> tu
             return retry_infra and is_infra_record(record) and record.get("id") in chosen
 
         resumed = resume_records(out, retry=again)
-        kept = [BfclRecord.model_validate(record) for record in resumed.records if record.get("id") in chosen]
+        kept = [BfclRecord.model_validate(record) for record in resumed.iter_records() if record.get("id") in chosen]
     except (JsonlFormatError, ValidationError) as exc:
         raise UsageError(f"{out}: not a BFCL records file ({str(exc).splitlines()[0]})") from None
-    return kept, len(resumed.retry)
+    return kept, len(resumed.retry_ids)
 
 
 # -- reports ------------------------------------------------------------------------
@@ -492,10 +493,7 @@ def _run_name(path: Path, records: Sequence[BfclRecord]) -> str:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Temp file + rename: a crash never leaves half a summary."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_private_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def _jsonable(value: Any) -> Any:

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from common.cli import infra_exit_code
+from common.files import write_private_atomic
 from contracts import Task, Trajectory
 from rollouts.endpoints import EndpointStats
 from train.compare import Comparison
@@ -242,9 +243,7 @@ def write_reports(
         data["comparisons"] = [comparison.model_dump(mode="json") for comparison in comparisons]
     if phases:
         data["phases"] = phases
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)  # atomic: a crash never leaves half a JSON file
+    write_private_atomic(path, json.dumps(data, indent=2) + "\n")  # a crash never leaves half a JSON file
     return path
 
 

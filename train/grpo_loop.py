@@ -31,6 +31,7 @@ import asyncio
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -518,11 +519,15 @@ class Run:
         source = art_adapter.model_checkpoint(self.model, step)
         target = self.dir / "best_checkpoint"
         if source.is_dir():
-            tmp = self.dir / "best_checkpoint.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(source, tmp)
-            shutil.rmtree(target, ignore_errors=True)
-            tmp.rename(target)
+            # A fresh, unpredictable folder (mkdtemp: 0700, created exclusively), not a fixed name
+            # someone could have planted a link at.
+            work = Path(tempfile.mkdtemp(dir=self.dir, prefix=".best_checkpoint."))
+            try:
+                shutil.copytree(source, work / "checkpoint")
+                shutil.rmtree(target, ignore_errors=True)
+                (work / "checkpoint").rename(target)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
         path = target if source.is_dir() else Path(self.model.base_model) if step == 0 else source
         self.state.best = BestCheckpoint(step=step, val_success=success, path=path)
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from common.files import write_private_atomic
+
 
 class BestCheckpoint(BaseModel):
     step: int
@@ -37,10 +39,7 @@ class LoopState(BaseModel):
         return cls.model_validate(json.loads(path.read_text()))
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=2) + "\n")
-        tmp.replace(path)
+        write_private_atomic(path, self.model_dump_json(indent=2) + "\n")
 
 
 class StopFlag:

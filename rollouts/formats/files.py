@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from contracts import Trajectory
-from rollouts.jsonl import iter_jsonl, read_jsonl, write_jsonl
+from rollouts.jsonl import iter_jsonl, write_jsonl
 
 from .base import ExportFormat, Unexpressible, resolve_format
 from .chat import openai_record, trl_record
@@ -83,30 +83,39 @@ def export_file(
     dst = Path(dst)
     if name == "llamafactory":
         read_dataset_info(dst.parent / "dataset_info.json")  # a broken one fails before anything is written
-    raws = read_jsonl(src)  # the whole file first: a bad line fails before anything is written
-    result = ExportResult(format=name, output=dst, read=len(raws))
-    records: list[dict[str, Any]] = []
+    result = ExportResult(format=name, output=dst)
     not_selected: Counter[str] = Counter()
     changed: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
-    for number, raw in enumerate(raws, start=1):
-        try:
-            traj = Trajectory.model_validate(raw)
-        except ValidationError:
-            raise ValueError(f"{src}: record {number} is not a trajectory") from None
-        reason = selection_reason(traj, min_reward=min_reward, success_only=success_only)
-        if reason is not None:
-            not_selected[reason] += 1
-            continue
-        try:
-            record, notes = convert(traj, name, think=think)
-        except Unexpressible as exc:
-            skipped[str(exc)] += 1
-            continue
-        changed.update(set(notes))
-        records.append(record)
-    write_jsonl(dst, records)
-    result.written = len(records)
+
+    def records() -> Iterator[dict[str, Any]]:
+        # Streamed into the output's temp file: a bad line raises before the rename, so `dst` is
+        # left as it was (nothing is written), and only one trajectory is in memory at a time.
+        not_trajectory = None
+        for number, raw in enumerate(iter_jsonl(src), start=1):
+            result.read += 1
+            if not_trajectory is not None:
+                continue  # read on: a line that is not JSON at all is the error to report first
+            try:
+                traj = Trajectory.model_validate(raw)
+            except ValidationError:
+                not_trajectory = number
+                continue
+            reason = selection_reason(traj, min_reward=min_reward, success_only=success_only)
+            if reason is not None:
+                not_selected[reason] += 1
+                continue
+            try:
+                record, notes = convert(traj, name, think=think)
+            except Unexpressible as exc:
+                skipped[str(exc)] += 1
+                continue
+            changed.update(set(notes))
+            yield record
+        if not_trajectory is not None:
+            raise ValueError(f"{src}: record {not_trajectory} is not a trajectory")
+
+    result.written = write_jsonl(dst, records())
     result.not_selected, result.changed, result.skipped = dict(not_selected), dict(changed), dict(skipped)
     if name == "llamafactory":
         result.dataset_name = dataset_name or dst.stem

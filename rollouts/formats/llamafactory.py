@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from common.files import write_private_atomic
 from contracts import Trajectory
 from rollouts.parse import new_call_id, split_think
 
@@ -153,7 +153,5 @@ def write_dataset_info(dataset_dir: str | Path, name: str, file_name: str) -> Pa
     path = Path(dataset_dir) / "dataset_info.json"
     info = read_dataset_info(path)
     info[name] = {"file_name": file_name, **LLAMAFACTORY_ENTRY}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_private_atomic(path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     return path
