@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from common.redact import redact_url
 
 
 class BestCheckpoint(BaseModel):
@@ -22,6 +24,8 @@ class BestCheckpoint(BaseModel):
 
 
 class LoopState(BaseModel):
+    model_config = ConfigDict(validate_assignment=True)  # `state.config = ...` is redacted too
+
     config: dict[str, Any] = Field(default_factory=dict)
     iteration: int = 0  # GRPO iterations done (a step with no signal counts, without a checkpoint)
     evals: dict[str, dict[str, Any]] = Field(default_factory=dict)  # label -> EvalReport (json)
@@ -30,6 +34,13 @@ class LoopState(BaseModel):
     best: BestCheckpoint | None = None
     last_checkpoint: Path | None = None
     finished: bool = False
+
+    @field_validator("config")
+    @classmethod
+    def _redacted(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The run's flags as the file may keep them: a URL (`--judge-base-url`,
+        `--teacher-base-url`) redacted, since a key may sit in its query or path."""
+        return {key: redact_url(value) if _is_url(value) else value for key, value in config.items()}
 
     @classmethod
     def load(cls, path: Path) -> LoopState:
@@ -40,6 +51,10 @@ class LoopState(BaseModel):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(self.model_dump_json(indent=2) + "\n")
         tmp.replace(path)
+
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and "://" in value
 
 
 class StopFlag:
