@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
 
+from .redact import redact_text
+
 
 class UsageError(Exception):
     """Bad input from the user: a missing file, a bad flag value, an empty dataset.
@@ -91,8 +93,10 @@ def infra_exit_code(*, what: str, total: int, failed: int, endpoint: str, error:
       rerun resumes and retries just the failures);
     - none failed, or there was nothing to do: exit 0, silently.
 
-    `what` names the work in the plural ("rollouts", "trajectories", "entries")."""
-    detail = f": {error}" if error else ""
+    `what` names the work in the plural ("rollouts", "trajectories", "entries"). The endpoint and
+    the error are redacted (`common.redact`): a base URL may carry a key in its query or path."""
+    endpoint = redact_text(endpoint)
+    detail = f": {redact_text(error)}" if error else ""
     if total and failed >= total:
         print(f"error: all {total} {what} failed on infrastructure at {endpoint}{detail}", file=sys.stderr)
         return 1

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from .redact import redact_url
+
 # flag -> (metavar, what it means everywhere). `None` metavar: a switch.
 FLAGS: dict[str, tuple[str | None, str]] = {
     "--base-url": (
@@ -49,17 +51,18 @@ FLAGS: dict[str, tuple[str | None, str]] = {
 
 def parse_base_urls(value: str) -> list[str]:
     """The URLs of a `--base-url` value: one, or several comma-separated (replicas of one model).
-    Raises ValueError with one line for an empty list, a non-http(s) URL or a repeated one."""
+    Raises ValueError with one line for an empty list, a non-http(s) URL or a repeated one (the
+    value redacted: the line goes to a terminal or a CI log)."""
     urls = [part.strip() for part in value.split(",")]
     if not value.strip() or any(not url for url in urls):
-        raise ValueError(f"--base-url {value!r}: an empty URL (give URL or URL,URL,...)")
+        raise ValueError(f"--base-url {redact_url(value)!r}: an empty URL (give URL or URL,URL,...)")
     for url in urls:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"--base-url: {url!r} is not an http(s) URL")
+            raise ValueError(f"--base-url: {redact_url(url)!r} is not an http(s) URL")
     seen = [url.rstrip("/") for url in urls]
     if len(set(seen)) != len(seen):
-        raise ValueError(f"--base-url {value!r}: a URL is given twice")
+        raise ValueError(f"--base-url {redact_url(value)!r}: a URL is given twice")
     return urls
 
 

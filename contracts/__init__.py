@@ -7,6 +7,7 @@ utilities below everything). `docs/architecture.md` shows the layers.
 - `env`: what the rollout loop needs from an environment (`Environment`, `Episode`).
 - `policy`: what it needs from a policy (`Policy`, `PolicyTurn`).
 - `record`: the trajectory record, the one JSONL line every stage reads and writes.
+- `model_output`: reading what a model wrote (JSON, text) so that garbage is a model error.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .env import (
     StepResult,
     UserTurn,
 )
+from .model_output import ModelJsonError, loads_model_json, valid_text
 from .policy import Policy, PolicyTurn, TokenLogprobs
 from .record import StopReason, Trajectory, TrajectoryError, TurnLogprobs, TurnStats, group_id, trajectory_id, utc_now
 from .task import ExpectedCall, FollowUp, SetupCall, Task, TaskKind, ToolCall, ToolOutcome, Verdict
@@ -34,6 +36,7 @@ __all__ = [
     "ExpectedCall",
     "FollowUp",
     "IsolationMode",
+    "ModelJsonError",
     "Observation",
     "Policy",
     "PolicyTurn",
@@ -53,6 +56,8 @@ __all__ = [
     "UserTurn",
     "Verdict",
     "group_id",
+    "loads_model_json",
     "trajectory_id",
     "utc_now",
+    "valid_text",
 ]

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from common.cli import UsageError
+from common.redact import redact_text
 
 from .task import Task, ToolCall, ToolOutcome, Verdict
 
@@ -47,7 +48,13 @@ class UserTurn(BaseModel):
 class EnvInfraError(RuntimeError):
     """The environment itself failed (server died, connection refused, protocol
     error, start-up timeout). Never the model's fault: the rollout layer records
-    it as `error.kind = "infra"` and it is masked from scoring."""
+    it as `error.kind = "infra"` and it is masked from scoring.
+
+    Its text goes into logs and trajectories, so it is redacted once, here
+    (`common.redact.redact_text`: URLs, `--token X`, key-like words)."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(redact_text(str(message)), *args)
 
 
 class EnvConfigError(UsageError, ValueError):

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from common.redact import redact_text
 
 from .task import Task, ToolOutcome, Verdict
 
@@ -24,7 +26,14 @@ _LEGACY_METRICS = ("tool_outcomes", "stop_reason", "finish_reasons")
 
 class TrajectoryError(BaseModel):
     kind: Literal["infra", "model"]
-    message: str
+    message: str  # one line; redacted (`common.redact.redact_text`) whoever wrote it
+
+    @field_validator("message")
+    @classmethod
+    def _redacted(cls, value: str) -> str:
+        # The message of any exception ends up here (an HTTP client's error quoting a URL with its
+        # key, a command line): what a record keeps is redacted at the record.
+        return redact_text(value)
 
 
 class TurnStats(BaseModel):

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .model_output import ModelJsonError, check_model_value, loads_model_json
+
 TaskKind = Literal["single", "multi_step", "parallel", "no_tool", "open", "multi_turn"]
 
 
@@ -85,14 +87,16 @@ class ToolCall(BaseModel):
     arguments: str | dict[str, Any] = "{}"
 
     def parsed_arguments(self) -> dict[str, Any]:
-        """Arguments as a dict; raises ValueError when they are not a JSON object."""
-        if isinstance(self.arguments, dict):
-            return self.arguments
-        text = self.arguments.strip() or "{}"
+        """Arguments as a dict; raises ValueError (nothing else) for whatever else the model wrote:
+        not JSON, not an object, nested too deep, a number or text no consumer takes
+        (`contracts.model_output`). The env answers it as `bad_arguments`: the model's mistake."""
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"arguments are not valid JSON: {exc.msg} at position {exc.pos}") from None
+            if isinstance(self.arguments, dict):
+                check_model_value(self.arguments)
+                return self.arguments
+            value = loads_model_json(self.arguments.strip() or "{}")
+        except ModelJsonError as exc:
+            raise ValueError(f"arguments are {exc}") from None
         if not isinstance(value, dict):
             raise ValueError(f"arguments must be a JSON object, got {type(value).__name__}")
         return value

@@ -16,14 +16,15 @@ An entry is validated on fastmcp's own models (`envs.config_entries`): `command`
 Secrets come only from the environment: variables (`${VAR}`, `${env:VAR}`, `${input:ID}`,
 ... see `envs.config_vars`) are expanded from `os.environ` when the config is read, before
 it is validated. The resolved `env` and `headers` are excluded from reprs, and a server is
-named in messages by how the file wrote it (`origin`: variables unexpanded), so an error,
-a log line or a trajectory's error record never shows a secret.
+named in messages by how the file wrote it (`origin`: variables unexpanded), through
+`common.redact` (a URL's userinfo, query and secret-looking path segments, a command's
+`--token X` and key-like words masked), so an error, a log line or a trajectory's error record
+never shows a secret.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit
 from fastmcp.mcp_config import infer_transport_type_from_url
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from common.redact import MASK, redact_argv, redact_command, redact_url, url_secrets
 from contracts import EnvConfigError, IsolationMode, StdioStart
 
 from .config_entries import (
@@ -75,16 +77,20 @@ class StdioServer(BaseModel):
     _expanded: tuple[str, ...] = PrivateAttr(default=())
 
     def describe(self) -> str:
-        return self.origin or redact(f"command: {shlex.join([self.command, *self.args])}", self.redactions())
+        return self.origin or redact(f"command: {redact_command([self.command, *self.args])}", self.redactions())
 
     def redactions(self) -> list[tuple[str, str]]:
-        """(secret, stand-in) pairs to cut out of any text about this server (see `redact`)."""
-        values = [*self.env.values(), *self._expanded]
-        return [(value, "***") for value in values if len(value) >= _SECRET_MIN]
+        """(secret, stand-in) pairs to cut out of any text about this server (see `redact`): its
+        `env` values, what its variables expanded to, and the words of its command that
+        `common.redact` masks (`--api-key X`), which an error may quote."""
+        pairs = [(value, MASK) for value in [*self.env.values(), *self._expanded]]
+        argv = [self.command, *self.args]
+        pairs += [(word, shown) for word, shown in zip(argv, redact_argv(argv), strict=True) if word != shown]
+        return [(secret, stand_in) for secret, stand_in in pairs if len(secret) >= _SECRET_MIN]
 
     def __repr_args__(self) -> Any:
         for key, value in super().__repr_args__():
-            yield key, _redacted(value, self.redactions())
+            yield key, _redacted(redact_argv(value) if key == "args" else value, self.redactions())
 
 
 class HttpServer(BaseModel):
@@ -109,12 +115,13 @@ class HttpServer(BaseModel):
         return "sse" if self.type == "sse" else "http"
 
     def describe(self) -> str:
-        return self.origin or f"{'sse ' if self.protocol == 'sse' else ''}url: {safe_url(self.url)}"
+        return self.origin or f"{'sse ' if self.protocol == 'sse' else ''}url: {redact_url(self.url)}"
 
     def redactions(self) -> list[tuple[str, str]]:
         """(secret, stand-in) pairs to cut out of any text about this server: an HTTP client's own
-        error may quote the URL whole ("404 Not Found for url ...?key=...")."""
-        pairs = [(self.url, safe_url(self.url))] if safe_url(self.url) != self.url else []
+        error may quote the URL whole ("404 Not Found for url ...?key=...") or in pieces."""
+        pairs = [(self.url, redact_url(self.url))] if redact_url(self.url) != self.url else []
+        pairs += [(piece, MASK) for piece in url_secrets(self.url)]
         for value in self.headers.values():
             pairs += [(part, "***") for part in {value, value.split()[-1] if value.split() else ""}]
         # The host and port are named on purpose (a refused connection must say where it went).
@@ -144,13 +151,6 @@ def redact(text: str, redactions: list[tuple[str, str]]) -> str:
     for secret, stand_in in sorted(redactions, key=lambda pair: -len(pair[0])):
         text = text.replace(secret, stand_in)
     return text
-
-
-def safe_url(url: str) -> str:
-    """A URL for a message: no user:password, and a query string (often a key) cut to `?...`."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{netloc}{parts.path}" + ("?..." if parts.query else "")
 
 
 class McpGymSection(BaseModel):
@@ -209,11 +209,11 @@ def _written(raw: dict[str, Any], entry: StdioEntry | RemoteEntry, source: Path 
     host a URL variable expanded to, which is what a refused connection needs to name."""
     if isinstance(entry, StdioEntry):
         args = raw.get("args") if isinstance(raw.get("args"), list) else []
-        text = f"command: {shlex.join(str(part) for part in [raw['command'], *args])}"
+        text = f"command: {redact_command([str(part) for part in [raw['command'], *args]])}"
     else:
         sse = "sse " if remote_protocol(entry) == "sse" else ""
-        text = f"{sse}url: {safe_url(str(raw['url']))}"
-        if safe_url(str(raw["url"])) != safe_url(entry.url):  # a variable in the host, port or path
+        text = f"{sse}url: {redact_url(str(raw['url']))}"
+        if redact_url(str(raw["url"])) != redact_url(entry.url):  # a variable in the host, port or path
             parts = urlsplit(entry.url)
             text += f" ({parts.scheme}://{parts.netloc.rpartition('@')[2]})"
     return f"{text}; config: {source}" if source is not None else text
@@ -372,5 +372,4 @@ __all__ = [
     "parse_mcp_config",
     "parse_server",
     "redact",
-    "safe_url",
 ]

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.flags import parse_base_urls
 from common.keys import NO_KEY, key_for
+from common.redact import redact_url
 from rollouts.endpoints import EndpointPool, EndpointStats
 from rollouts.errors import describe_error, is_transient
 from rollouts.retry import RetryConfig
@@ -166,7 +167,7 @@ class EndpointJudge(Judge):
         status = getattr(exc, "status_code", None)
         hint = FIX_HINTS.get(status) if isinstance(status, int) else None
         if hint:
-            where = self.endpoint.base_url or self.endpoint.model
+            where = redact_url(self.endpoint.base_url) if self.endpoint.base_url else self.endpoint.model
             line = f"{line} from {where}; {hint.format(key=self.endpoint.api_key_env)}"
         return line
 

@@ -12,12 +12,11 @@ every call of an earlier step ran in an earlier turn).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts import ExpectedCall, Trajectory
+from contracts import ExpectedCall, ModelJsonError, Trajectory, loads_model_json
 
 NUMERIC_RTOL = 1e-6
 EXHAUSTIVE_LIMIT = 8  # up to this many same-name calls are assigned exactly; beyond, greedily
@@ -192,8 +191,8 @@ def _parse_arguments(raw: Any) -> dict[str, Any] | None:
     if not isinstance(raw, str):
         return None
     try:
-        value = json.loads(raw.strip() or "{}")
-    except json.JSONDecodeError:
+        value = loads_model_json(raw.strip() or "{}")
+    except ModelJsonError:  # any garbage (too deep, huge numbers) is the model's bad arguments
         return None
     return value if isinstance(value, dict) else None
 

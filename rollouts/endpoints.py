@@ -11,7 +11,9 @@ is an infra failure only when every replica kept failing, and a dead replica nev
 model failure. When every replica is cooling down, the one whose cool-down ends first is tried
 anyway (an answer brings it back at once): one replica behaves exactly like a plain URL.
 
-Counts per replica (requests, failures, times taken out) are `EndpointStats`, for the stats JSON.
+Counts per replica (requests, failures, times taken out) are `EndpointStats`, for the stats JSON,
+reports and closing lines: each names its replica by the redacted URL (`common.redact`: no
+userinfo, no query, no secret-looking path segment), never the URL the client uses.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel
 
 from common.flags import base_url_arg, parse_base_urls, single_base_url_arg
+from common.redact import redact_url
 
 from .errors import is_transient
 
@@ -37,7 +40,7 @@ DEFAULT_COOLDOWN_S = 10.0
 class EndpointStats(BaseModel):
     """One replica's counts over the pool's life."""
 
-    url: str
+    url: str  # redacted: what a file or a log line may show
     requests: int = 0  # requests sent to it (each fail-over attempt counts where it went)
     failures: int = 0  # of those, transient failures (then it was taken out)
     taken_out: int = 0  # times it went into cool-down (from in service)
@@ -48,9 +51,9 @@ class Replica(Generic[C]):
     """One endpoint of the pool: its URL, its client (made once), its counts and cool-down."""
 
     def __init__(self, url: str, client: C) -> None:
-        self.url = url
+        self.url = url  # the real one, for the client; the stats carry the redacted one
         self.client = client
-        self.stats = EndpointStats(url=url)
+        self.stats = EndpointStats(url=redact_url(url))
         self.out_until = 0.0  # monotonic time its cool-down ends (0: in service)
 
 

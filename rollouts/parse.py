@@ -10,6 +10,11 @@ reasoning parser) or inline as `<think>...</think>` in the content; when the
 chat template opens the think block itself, the content holds only
 `...</think>`.
 
+Whatever the model wrote, parsing it never raises: JSON that is broken, nested too deep or
+holds numbers or text no consumer takes is a parse error or a call the env answers with
+`bad_arguments` (`contracts.model_output`), and lone surrogates in the text are replaced, so a
+reply can always be written to JSONL and sent back.
+
 Whatever the form, `parse_reply` gives one normalised assistant message in
 OpenAI format: `content` without thinking and without tool-call text,
 `tool_calls` as OpenAI dicts, and the thinking under `reasoning_content` (the
@@ -28,13 +33,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from contracts import ToolCall
+from contracts import ModelJsonError, ToolCall, loads_model_json, valid_text
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 _TOOL_CALL_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 _NAME_IN_TEXT = re.compile(r'"name"\s*:\s*"([^"]+)"')
-_CODE_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_FENCE = "```"
 
 ThinkHistory = Literal["qwen3", "drop"]
 
@@ -83,12 +88,9 @@ def _call_from_obj(obj: Any) -> ToolCall | None:
     if "function" in obj and isinstance(obj["function"], dict):  # OpenAI shape inside text
         return _call_from_obj(obj["function"])
     args = obj.get("arguments", obj.get("parameters", {}))
-    if isinstance(args, str):
-        raw = args  # kept raw: the env reports text that is not a JSON object as bad_arguments
-    elif isinstance(args, dict):
-        raw = json.dumps(args, ensure_ascii=False)
-    else:
-        raw = json.dumps(args)
+    # Text is kept raw: the env reports text that is not a JSON object as bad_arguments. The value
+    # came from `loads_model_json`, so it re-encodes (bounded depth, finite numbers).
+    raw = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
     return ToolCall(id=new_call_id(), name=obj["name"], arguments=raw)
 
 
@@ -99,9 +101,9 @@ def _parse_tool_call_blocks(text: str) -> tuple[list[ToolCall], list[str], str]:
     for match in _TOOL_CALL_BLOCK.finditer(text):
         body = match.group(1).strip()
         try:
-            obj = json.loads(body)
-        except json.JSONDecodeError as exc:
-            errors.append(f"<tool_call> is not JSON: {exc.msg} at position {exc.pos}")
+            obj = loads_model_json(body)
+        except ModelJsonError as exc:
+            errors.append(f"<tool_call> is {exc}")
             # Recover the name when we can: the env then answers `bad_arguments`,
             # which tells the model what went wrong instead of ending the episode.
             name = _NAME_IN_TEXT.search(body)
@@ -131,15 +133,12 @@ def _raw_arguments_text(body: str) -> str:
 
 def _parse_bare_json(text: str) -> list[ToolCall] | None:
     """A reply that is only `{"name", "arguments"}` (or a list of them); None otherwise."""
-    stripped = text.strip()
-    fence = _CODE_FENCE.match(stripped)
-    if fence:
-        stripped = fence.group(1).strip()
+    stripped = _unfenced(text.strip())
     if not stripped or stripped[0] not in "[{":
         return None
     try:
-        obj = json.loads(stripped)
-    except json.JSONDecodeError:
+        obj = loads_model_json(stripped)
+    except ModelJsonError:
         return None
     objs = obj if isinstance(obj, list) else [obj]
     if not objs:
@@ -153,16 +152,30 @@ def _parse_bare_json(text: str) -> list[ToolCall] | None:
     return [call for call in calls if call is not None]
 
 
+def _unfenced(text: str) -> str:
+    """The body of a reply that is one ```json fenced block; the text itself otherwise. (String
+    operations: a regular expression for this backtracks for minutes on a long run of spaces.)"""
+    if len(text) < 2 * len(_FENCE) or not (text.startswith(_FENCE) and text.endswith(_FENCE)):
+        return text
+    body = text[len(_FENCE) : -len(_FENCE)]
+    return body.removeprefix("json").strip()
+
+
 def _native_calls(raw_calls: list[Any]) -> list[ToolCall]:
     calls = []
     for raw in raw_calls:
         data = raw if isinstance(raw, dict) else raw.model_dump()
         function = data.get("function") or {}
+        name, arguments = function.get("name"), function.get("arguments")
+        if arguments is None:
+            arguments = "{}"
+        elif not isinstance(arguments, str | dict):  # a server's oddity (a list, a number): the env says why
+            arguments = json.dumps(arguments, default=str)
         calls.append(
             ToolCall(
-                id=data.get("id") or new_call_id(),
-                name=function.get("name") or "",
-                arguments=function.get("arguments") if function.get("arguments") is not None else "{}",
+                id=str(data.get("id") or new_call_id()),
+                name=valid_text(name) if isinstance(name, str) else "",
+                arguments=valid_text(arguments) if isinstance(arguments, str) else arguments,
             )
         )
     return calls
@@ -177,7 +190,8 @@ def parse_reply(
     """Normalise one assistant message (a dict from `ChatCompletionMessage.model_dump()`)."""
     content = message.get("content")
     reasoning = message.get("reasoning_content") or message.get("reasoning")
-    inline_reasoning, text = split_think(content if isinstance(content, str) else None)
+    reasoning = valid_text(reasoning) if isinstance(reasoning, str) else None
+    inline_reasoning, text = split_think(valid_text(content) if isinstance(content, str) else None)
     if inline_reasoning is not None:
         reasoning = f"{reasoning}\n\n{inline_reasoning}" if reasoning else inline_reasoning
 

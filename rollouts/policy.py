@@ -28,7 +28,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.keys import NO_KEY, key_for
-from contracts import PolicyTurn, TokenLogprobs
+from contracts import PolicyTurn, TokenLogprobs, valid_text
 
 from .endpoints import EndpointPool, EndpointStats, parse_base_urls
 from .parse import ThinkHistory, history_for_request, parse_reply
@@ -212,7 +212,7 @@ def _token_logprobs(choice: Any) -> TokenLogprobs | None:
     tokens: list[str] = []
     for item in content:
         ids.append(_token_id(item.token))
-        tokens.append(bytes(item.bytes).decode("utf-8", errors="replace") if item.bytes else item.token)
+        tokens.append(bytes(item.bytes).decode("utf-8", errors="replace") if item.bytes else valid_text(item.token))
     return TokenLogprobs(token_ids=ids, logprobs=[item.logprob for item in content], tokens=tokens)
 
 

@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 
 from common.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
 from common.flags import add_flag, add_policy_endpoint, apply_no_progress, progress_off
+from common.redact import redact_url
 from contracts import Task
 from rollouts.jsonl import JsonlAppender, JsonlFormatError, iter_jsonl
 from rollouts.lock import output_lock
@@ -284,8 +285,9 @@ class _Requester:
         if self.use_schema:
             self.use_schema = False
             self.fell_back = True
+            where = redact_url(self.policy.config.base_url)
             print(
-                f"warning: {self.policy.config.base_url} refused structured output ({describe_error(refusal)}); "
+                f"warning: {where} refused structured output ({describe_error(refusal)}); "
                 "asking for plain JSON instead (--structured off skips the schema)",
                 file=sys.stderr,
             )
@@ -536,7 +538,8 @@ def questions_exit_code(run: QuestionRun, *, endpoint: str, model: str) -> int:
         print(run.summary(), file=sys.stderr)
         return 0
     if run.new == 0 and run.counts["requests"]:
-        print(f"error: no usable question came back from {model} at {endpoint}: {run.summary()}", file=sys.stderr)
+        where = redact_url(endpoint)
+        print(f"error: no usable question came back from {model} at {where}: {run.summary()}", file=sys.stderr)
         return NOTHING_USABLE_EXIT
     print(f"warning: only {run.summary()} (a rerun asks for the rest)", file=sys.stderr)
     return 0

@@ -280,10 +280,10 @@ async def _run_work(
 
 def _since(now: list[EndpointStats], before: list[EndpointStats]) -> list[EndpointStats]:
     """This run's share of each replica's counts (a policy may outlive one run: GRPO steps)."""
-    earlier = {item.url: item for item in before}
     out = []
-    for item in now:
-        prev = earlier.get(item.url)
+    for index, item in enumerate(now):
+        # By position: the pool's replicas keep their order, and two may share a redacted URL.
+        prev = before[index] if index < len(before) and before[index].url == item.url else None
         if prev is not None:
             item = item.model_copy(
                 update={

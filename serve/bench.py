@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from common.files import write_private_atomic
 from common.flags import progress_off
 from common.keys import key_for
+from common.redact import redact_text, redact_url
 
 from .bench_report import BenchReport, LevelResult, Percentiles, Sample, load_report, summarise, table
 from .workloads import WORKLOADS, BenchRequest, Workload, agent_requests, chat_requests
@@ -284,7 +285,7 @@ async def run_bench(
                     results.append(await run_level(client, config, pools[workload], workload, concurrency, progress))
     return BenchReport(
         label=config.label or config.model,
-        base_url=config.base_url,
+        base_url=redact_url(config.base_url),  # a report is shared: no key in a query or path
         model=config.model,
         stream=config.stream,
         max_tokens=config.max_tokens,
@@ -436,7 +437,8 @@ async def main(argv: list[str] | None = None) -> int:
     try:
         model = args.model or await first_model(args.base_url, args.api_key_env)
     except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
-        fail(f"error: cannot list models at {args.base_url} ({type(exc).__name__}: {exc}); pass --model")
+        where = redact_url(args.base_url)
+        fail(f"error: cannot list models at {where} ({type(exc).__name__}: {redact_text(str(exc))}); pass --model")
     try:
         report = await run_bench(_config(args, model), show_progress=not args.no_progress)
     except ValueError as exc:  # e.g. an env without tasks in --split

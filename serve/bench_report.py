@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from common.redact import redact_text
+
 from .workloads import BenchRequest, Workload
 
 _ERROR_SAMPLES = 3
@@ -126,7 +128,7 @@ def summarise(
             parsed=parsed,
             parse_rate=parsed / replies if replies else None,
         ),
-        error_samples=list(dict.fromkeys(s.error for s in samples if s.error))[:_ERROR_SAMPLES],
+        error_samples=list(dict.fromkeys(redact_text(s.error) for s in samples if s.error))[:_ERROR_SAMPLES],
     )
 
 

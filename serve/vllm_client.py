@@ -19,6 +19,7 @@ import httpx
 from pydantic import BaseModel
 
 from common.keys import key_for
+from common.redact import redact_text, redact_url
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 DEFAULT_KEY_ENV = "VLLM_API_KEY"
@@ -91,7 +92,8 @@ class VLLMClient:
             async with httpx.AsyncClient(timeout=self._timeout, headers=self._headers) as client:
                 return await client.request(method, f"{self.root}{path}", json=body)
         except httpx.HTTPError as exc:
-            raise VLLMError(f"cannot reach {self.root} ({type(exc).__name__}: {exc})") from exc
+            reason = f"{type(exc).__name__}: {redact_text(str(exc))}"
+            raise VLLMError(f"cannot reach {redact_url(self.root)} ({reason})") from exc
 
     async def health(self) -> bool:
         try:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from common.cli import UsageError
-from contracts import Trajectory
+from contracts import ModelJsonError, Trajectory, loads_model_json
 from rollouts.export import export_messages
 from rollouts.jsonl import JsonlFormatError, iter_jsonl
 
@@ -92,8 +92,8 @@ def conversation_key(traj: Trajectory) -> str:
 def _canonical_arguments(arguments: Any) -> Any:
     if isinstance(arguments, str):
         try:
-            return json.dumps(json.loads(arguments), sort_keys=True)
-        except json.JSONDecodeError:
+            return json.dumps(loads_model_json(arguments), sort_keys=True)
+        except ModelJsonError:
             return arguments
     return json.dumps(arguments, sort_keys=True)
 

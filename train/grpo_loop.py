@@ -41,6 +41,7 @@ from pydantic import BaseModel
 
 from common.cli import UsageError
 from common.flags import apply_no_progress, wandb_wanted
+from common.redact import redact_url
 from judges import signal_groups
 from train import art_adapter
 from train.curriculum import step_tasks
@@ -407,8 +408,9 @@ class Run:
         )
         trajs = result.all
         if trajs and all(traj.is_infra_failure for traj in trajs):
+            where = redact_url(art_adapter.inference_url(self.model))
             raise EndpointDown(
-                f"policy at {art_adapter.inference_url(self.model)}: all {len(trajs)} rollouts of step {iteration} "
+                f"policy at {where}: all {len(trajs)} rollouts of step {iteration} "
                 f"failed for infrastructure ({trajs[0].error.message if trajs[0].error else 'no reply'})"
             )
         return trajs, greedy_before.all

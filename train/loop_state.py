@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.files import write_private_atomic
+from common.redact import redact_url
 
 
 class BestCheckpoint(BaseModel):
@@ -24,6 +25,8 @@ class BestCheckpoint(BaseModel):
 
 
 class LoopState(BaseModel):
+    model_config = ConfigDict(validate_assignment=True)  # `state.config = ...` is redacted too
+
     config: dict[str, Any] = Field(default_factory=dict)
     iteration: int = 0  # GRPO iterations done (a step with no signal counts, without a checkpoint)
     evals: dict[str, dict[str, Any]] = Field(default_factory=dict)  # label -> EvalReport (json)
@@ -34,12 +37,23 @@ class LoopState(BaseModel):
     finished: bool = False
     phase_seconds: dict[str, float] = Field(default_factory=dict)  # train.phase_clock: own seconds per phase
 
+    @field_validator("config")
+    @classmethod
+    def _redacted(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The run's flags as the file may keep them: a URL (`--judge-base-url`,
+        `--teacher-base-url`) redacted, since a key may sit in its query or path."""
+        return {key: redact_url(value) if _is_url(value) else value for key, value in config.items()}
+
     @classmethod
     def load(cls, path: Path) -> LoopState:
         return cls.model_validate(json.loads(path.read_text()))
 
     def save(self, path: Path) -> None:
         write_private_atomic(path, self.model_dump_json(indent=2) + "\n")
+
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and "://" in value
 
 
 class StopFlag:

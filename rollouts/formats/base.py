@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from contracts import Trajectory
+from contracts import ModelJsonError, Trajectory, loads_model_json
 from rollouts.parse import THINK_CLOSE, THINK_OPEN, inline_think, split_think
 
 ExportFormat = Literal["llamafactory", "swift", "trl", "openai"]
@@ -81,8 +81,8 @@ def call_arguments(call: dict[str, Any]) -> dict[str, Any]:
     arguments = call.get("function", {}).get("arguments")
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError:
+            arguments = loads_model_json(arguments) if arguments.strip() else {}
+        except ModelJsonError:
             raise Unexpressible(BAD_ARGUMENTS) from None
     if arguments is None:
         arguments = {}
