@@ -5,6 +5,7 @@ a log file, so stopping it takes its workers too and a failure can quote the log
 here knows nothing about what the child is:
 
     process = spawn_group(argv, env=env, log=log_file)   # own group; SIGTERM if we die
+    argv = launcher_argv(argv)                            # the same for a command a library spawns
     kill_at_exit(owner)                                   # owner.kill_now() at interpreter exit
     signal_group(process.pid, signal.SIGTERM)
     wait_group(process, time.monotonic() + 20)            # the whole group, not only the leader
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-# Loaded before any fork: the child may only make the syscall, not import or dlopen.
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+from . import launch
+from .launch import set_parent_death_signal
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -48,11 +48,11 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def set_parent_death_signal() -> None:
-    """Runs in the child before exec: if the Python that started it dies (even by SIGKILL), the child
-    gets SIGTERM instead of living on as an orphan holding gigabytes. Linux only; a no-op elsewhere."""
-    with contextlib.suppress(Exception):
-        _LIBC.prctl(1, signal.SIGTERM)  # type: ignore[union-attr]  # PR_SET_PDEATHSIG = 1
+def launcher_argv(argv: Sequence[str]) -> list[str]:
+    """`argv` run through `common/launch.py`: in its own session, SIGTERM when this process dies, then
+    exec'd with the environment it is given (for a command some library spawns, where there is no
+    `preexec_fn` to pass). A bare interpreter (`-I -S`) so the launcher costs one small exec."""
+    return [sys.executable, "-I", "-S", launch.PATH, str(os.getpid()), "--", *argv]
 
 
 def spawn_group(argv: Sequence[str], *, env: Mapping[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -68,7 +68,9 @@ def spawn_group(argv: Sequence[str], *, env: Mapping[str, str], log: IO[bytes]) 
         stderr=subprocess.STDOUT,
         env=dict(env),
         start_new_session=True,  # its own process group: stopping it takes its workers too
-        preexec_fn=set_parent_death_signal if _LIBC is not None else None,
+        # In the child before exec: if this Python dies (even by SIGKILL) the server gets SIGTERM
+        # instead of living on as an orphan holding gigabytes.
+        preexec_fn=set_parent_death_signal if sys.platform.startswith("linux") else None,
     )
 
 

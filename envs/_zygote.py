@@ -1,8 +1,11 @@
 """The fork server of a Python stdio MCP server: import once, fork a fresh server per rollout.
 
-Run by `envs.forkserver` as `<the server's python> _zygote.py CONTROL_FD -- script.py ARGS...`
-(or `-- -m module ARGS...`), in the server's cwd and environment. It imports only the standard
-library, because it runs under the *server's* interpreter, which may not have mcpgym installed.
+Run by `envs.forkserver` as `<the server's python> _zygote.py CONTROL_FD PARENT_PID LAUNCH_PY --
+script.py ARGS...` (or `-- -m module ARGS...`), in the server's cwd and environment, in a session of
+its own. It imports only the standard library, because it runs under the *server's* interpreter,
+which may not have mcpgym installed; for the parent-death signal it loads mcpgym's
+`common/launch.py` by its path (LAUNCH_PY): the zygote dies with PARENT_PID, and each child, made a
+session leader of its own, dies with the zygote.
 
 1. It preloads what makes a Python server slow to start (the interpreter itself, fastmcp, and the
    installed packages the script imports at top level), then freezes the heap so forked children
@@ -173,10 +176,25 @@ def run_compiled(code: CodeType, path: str) -> None:
     exec(code, module.__dict__)
 
 
-def run_child(target: list[str], conn_fd: int, control_fd: int, compiled: CodeType | None) -> None:
-    """In the forked child: the socket becomes stdin/stdout, then the script runs as __main__."""
+def load_launch(path: str) -> types.ModuleType:
+    """mcpgym's `common/launch.py` (the parent-death signal), by its path: standard library only."""
+    spec = importlib.util.spec_from_file_location("_mcpgym_launch", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_child(
+    target: list[str], conn_fd: int, control_fd: int, compiled: CodeType | None, launch: types.ModuleType, zygote: int
+) -> None:
+    """In the forked child: its own session, death with the zygote, the socket as stdin/stdout,
+    then the script as __main__."""
     code = 0
     try:
+        os.setsid()  # its own process group: stopping it takes whatever the server starts
+        launch.die_with_parent(zygote)
         os.close(control_fd)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server may run subprocesses of its own
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -208,8 +226,9 @@ def run_child(target: list[str], conn_fd: int, control_fd: int, compiled: CodeTy
         os._exit(code)
 
 
-def serve(control_fd: int, target: list[str]) -> None:
+def serve(control_fd: int, target: list[str], launch: types.ModuleType) -> None:
     script = Script(target[0]) if target[0] != "-m" else None
+    zygote = os.getpid()
     control = socket.socket(fileno=control_fd)
     control.sendall(READY)
     while True:
@@ -235,7 +254,7 @@ def serve(control_fd: int, target: list[str]) -> None:
             control.sendall(REPLY.pack(-(exc.errno or 1)))
             continue
         if pid == 0:
-            run_child(target, conn_fd, control.fileno(), compiled)
+            run_child(target, conn_fd, control.fileno(), compiled, launch, zygote)
         os.close(conn_fd)
         # A pidfd lets the client wait for and signal exactly this child, even after the kernel
         # reaps it (SIGCHLD is ignored below) and the pid could name another process.
@@ -248,10 +267,12 @@ def serve(control_fd: int, target: list[str]) -> None:
 
 
 def main() -> None:
-    control_fd = int(sys.argv[1])
-    if sys.argv[2] != "--" or len(sys.argv) < 4:
-        raise SystemExit("usage: _zygote.py CONTROL_FD -- script.py ARGS... | -m module ARGS...")
-    target = sys.argv[3:]
+    if len(sys.argv) < 6 or sys.argv[4] != "--":
+        raise SystemExit("usage: _zygote.py CONTROL_FD PARENT_PID LAUNCH_PY -- script.py ARGS... | -m module ARGS...")
+    control_fd, parent = int(sys.argv[1]), int(sys.argv[2])
+    launch = load_launch(sys.argv[3])
+    launch.die_with_parent(parent)
+    target = sys.argv[5:]
     # Children are reaped by the kernel: the zygote never waits on them, and none stays a zombie.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     sys.argv = list(target)  # as the script will see it, in case an import looks
@@ -261,7 +282,7 @@ def main() -> None:
     preload(target)
     gc.collect()
     gc.freeze()  # the preloaded heap is never scanned again, so children do not copy its pages
-    serve(control_fd, target)
+    serve(control_fd, target, launch)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ script imports at top level (copied on write, so even those are not shared once 
 Used for `per_session` / `per_process` isolation of a stdio server whose command is a Python
 interpreter running a `.py` script or `-m module`, on POSIX (`stdio_start="auto"`, the
 default); `stdio_start="spawn"` starts a process per rollout as before.
+
+Nothing outlives mcpgym: the zygote and each child run in a process group of their own with a
+parent-death signal (`common/launch.py`: the zygote dies with mcpgym, a child with the zygote), a
+stopped child's whole group is killed, and this process's reaper (`common.reaper`) kills every
+group still running if mcpgym dies. A child's answers are read a line at a time, none past
+`max_output_bytes` (`envs.lines`).
 """
 
 from __future__ import annotations
@@ -33,15 +39,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import mcp_types
 from fastmcp.client.transports import ClientTransport
-from mcp import ClientSession
 from mcp.client.stdio import get_default_environment
-from mcp.shared.message import SessionMessage
 
+from common import launch
+from common.reaper import unwatch_group, watch_group
 from contracts import EnvConfigError, EnvInfraError, StdioStart
 
 from .config import StdioServer
+from .lines import hang_up, line_session
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +55,7 @@ ZYGOTE = Path(__file__).with_name("_zygote.py")
 _REPLY = struct.Struct("!i")  # must match _zygote.REPLY
 _READY, _FORK = b"R", b"F"
 _PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
-# A JSON-RPC line may carry a large tool result; asyncio's default line limit is 64 KiB.
-_LINE_LIMIT = 64 * 1024 * 1024
 _EXIT_GRACE_S = 2.0
-# What reading or writing a session's socket raises once either side has gone.
-_GONE = (ConnectionError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
 def python_target(spec: StdioServer) -> list[str] | None:
@@ -99,12 +101,11 @@ class ForkedChild:
         ready, _, _ = select.select([self._pidfd], [], [], 0)
         return bool(ready)
 
-    def _signal(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, OSError):
-            if self._pidfd is not None:
-                signal.pidfd_send_signal(self._pidfd, sig)
-            else:  # no pidfd (not Linux): the pid is still ours until the socket closed and it exited
-                os.kill(self.pid, sig)
+    def _signal_group(self, sig: signal.Signals) -> None:
+        """`sig` to the child's process group (the zygote made it a session leader): the server and
+        whatever it started."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
 
     async def _exited(self, timeout_s: float) -> bool:
         with anyio.move_on_after(timeout_s):
@@ -120,15 +121,20 @@ class ForkedChild:
         return False
 
     async def stop(self) -> None:
-        """Its stdin is closed already: wait for it to exit, then SIGTERM, then SIGKILL."""
+        """Its stdin is closed already: wait for it to exit, then SIGTERM, then SIGKILL its group; and
+        SIGKILL the group in any case, for what the server started and left running."""
         try:
             with anyio.CancelScope(shield=True):
                 for sig in (None, signal.SIGTERM, signal.SIGKILL):
                     if sig is not None:
-                        self._signal(sig)
+                        self._signal_group(sig)
                     if await self._exited(_EXIT_GRACE_S):
-                        return
-                log.warning("forked MCP server %d is still alive after SIGKILL; abandoning it", self.pid)
+                        break
+                else:
+                    log.warning("forked MCP server %d is still alive after SIGKILL; abandoning it", self.pid)
+                # While any of the group lives, the kernel keeps its id from naming anything else.
+                self._signal_group(signal.SIGKILL)
+                unwatch_group(self.pid)
         finally:
             if self._pidfd is not None:
                 os.close(self._pidfd)
@@ -161,6 +167,8 @@ class ForkServer:
                 self._spec.command,
                 str(ZYGOTE),
                 str(theirs.fileno()),
+                str(os.getpid()),  # it dies with this process, and its children with it
+                launch.PATH,  # how: loaded by its path, as mcpgym may not be importable there
                 "--",
                 *self._target,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -170,6 +178,7 @@ class ForkServer:
                 # The environment a spawned stdio server gets (the MCP SDK's safe defaults + `env`).
                 env=get_default_environment() | dict(self._spec.env),
                 pass_fds=(theirs.fileno(),),
+                start_new_session=True,
             )
         except OSError as exc:
             ours.close()
@@ -180,6 +189,7 @@ class ForkServer:
                 log_file.close()
         ours.setblocking(False)
         self._control = ours
+        watch_group(self._proc.pid)
         self.starts += 1
         ready = await self._receive(1, self._timeout, "start")
         if ready[0] != _READY:
@@ -262,6 +272,7 @@ class ForkServer:
         if pid < 0:
             ours.close()
             raise EnvInfraError(f"server '{self.name}': fork failed: {os.strerror(-pid)}")
+        watch_group(pid)
         return ForkedChild(ours, pid, fds[0] if fds else None)
 
     async def _discard(self) -> None:
@@ -269,14 +280,16 @@ class ForkServer:
         proc, self._proc = self._proc, None
         if control is not None:
             control.close()  # the zygote exits when its control socket closes
-        if proc is not None and proc.returncode is None:
+        if proc is not None:
             with anyio.CancelScope(shield=True):
-                with anyio.move_on_after(_EXIT_GRACE_S):
+                if proc.returncode is None:
+                    with anyio.move_on_after(_EXIT_GRACE_S):
+                        await proc.wait()
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
                     await proc.wait()
-                    return
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            unwatch_group(proc.pid)
 
     async def aclose(self) -> None:
         """Stop the zygote. Children already forked end with their own sessions."""
@@ -289,18 +302,13 @@ class _ZygoteGone(Exception):
     """The zygote closed the control socket or stopped answering."""
 
 
-def _parse_line(line: bytes) -> SessionMessage | Exception:
-    try:
-        return SessionMessage(mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False))
-    except ValueError as exc:  # the session reports it, as the SDK's stdio client does
-        return exc
-
-
 class ForkTransport(ClientTransport):
     """An MCP client session over a freshly forked server's stdin/stdout socket."""
 
-    def __init__(self, server: ForkServer) -> None:
+    def __init__(self, server: ForkServer, *, max_output_bytes: int, label: str) -> None:
         self._server = server
+        self._limit = max_output_bytes
+        self._label = label
         self._child: ForkedChild | None = None
         self._reader: asyncio.StreamReader | None = None
 
@@ -316,53 +324,15 @@ class ForkTransport(ClientTransport):
     async def connect_session(self, *, transport_options: Any = None, **session_kwargs: Any) -> AsyncIterator[Any]:
         child = self._child = await self._server.fork()
         try:
-            reader, writer = await asyncio.open_unix_connection(sock=child.sock, limit=_LINE_LIMIT)
+            reader, writer = await asyncio.open_unix_connection(sock=child.sock)
             self._reader = reader
         except BaseException:
             child.sock.close()
             await child.stop()
             raise
-        read_in, read_out = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-        write_in, write_out = anyio.create_memory_object_stream[SessionMessage](0)
-
-        async def pump_in() -> None:
-            async with read_in:  # closing it tells the session the server is gone
-                with contextlib.suppress(*_GONE):
-                    while line := await reader.readline():
-                        await read_in.send(_parse_line(line))
-
-        async def pump_out() -> None:
-            async with write_out:
-                with contextlib.suppress(*_GONE):
-                    async for message in write_out:
-                        data = message.message.model_dump_json(by_alias=True, exclude_unset=True)
-                        writer.write(data.encode() + b"\n")
-                        await writer.drain()
-
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(pump_in)
-                tg.start_soon(pump_out)
-                try:
-                    async with ClientSession(read_out, write_in, **session_kwargs) as session:
-                        yield session
-                finally:
-                    tg.cancel_scope.cancel()
+            async with line_session(reader, writer, limit=self._limit, label=self._label, **session_kwargs) as session:
+                yield session
         finally:
-            read_out.close()
-            write_in.close()
-            await _hang_up(reader, writer)
+            await hang_up(reader, writer, _EXIT_GRACE_S)
             await child.stop()
-
-
-async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """EOF on the child's stdin (a stdio server exits on it), then read what it still writes
-    until it closes its end, so its last words never hit a closed socket (a broken pipe)."""
-    with anyio.CancelScope(shield=True):
-        with contextlib.suppress(OSError, RuntimeError):
-            if writer.can_write_eof():
-                writer.write_eof()
-        with anyio.move_on_after(_EXIT_GRACE_S), contextlib.suppress(OSError, ConnectionError):
-            while await reader.read(65536):
-                pass
-        writer.close()

@@ -27,8 +27,8 @@ Fresh episodes of the isolated modes all start from the server's initial
 state, so the members of a GRPO group start equal.
 
 What the model gets wrong (unknown tool, arguments that are not JSON or do not
-fit the schema, a tool that raises, a timeout) comes back as the tool message
-and the episode goes on; what the environment gets wrong (a server that died,
+fit the schema, a tool that raises, a timeout, a result over `max_output_bytes`)
+comes back as the tool message and the episode goes on; what the environment gets wrong (a server that died,
 refused the connection, spoke nonsense or never started) raises
 `EnvInfraError`.
 
@@ -74,6 +74,7 @@ from contracts import (
 )
 
 from .config import HttpServer, McpConfig, StdioServer, is_disabled, load_mcp_config, parse_mcp_config, parse_server
+from .limits import DEFAULT_MAX_OUTPUT_BYTES, ResultTooLarge
 from .pool import CallTimeout, Connection, Provider, ServerHandle, SharedConnection, make_provider
 from .schemas import ToolEntry, cap_text, result_text
 from .tasks import TasksArg, TaskSource
@@ -162,6 +163,9 @@ class MCPEnv:
     `tasks` / `system_prompt` default to the JSON's `mcpgym` section.
     `call_timeout_s`: each tool call's limit, unless the server's config entry sets
     its own `timeout` (ms, fastmcp's key), which wins for that server's tools.
+    `max_output_chars`: a tool result the model reads is cut to this many characters (0: never).
+    `max_output_bytes`: no answer of a server is read past this many bytes; a tool result over it
+    is dropped and the model told so (a `tool_error`): memory stays bounded whatever a tool returns.
     `server_log`: a file that stdio servers' stderr is appended to (default: ours).
     `stdio_start`: how isolated episodes' fresh stdio servers start: "auto" (forked from a
     preloaded interpreter where the command is Python running a script or `-m module` on
@@ -188,6 +192,7 @@ class MCPEnv:
         system_prompt: str | None = None,
         call_timeout_s: float = 30.0,
         max_output_chars: int = 16_000,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         warm_pool: int = 2,
         startup_timeout_s: float = 30.0,
         server_log: str | Path | None = None,
@@ -213,6 +218,9 @@ class MCPEnv:
         self.system_prompt = system_prompt
         self.call_timeout_s = call_timeout_s
         self.max_output_chars = max_output_chars
+        if max_output_bytes <= 0:
+            raise EnvConfigError(f"env '{name}': max_output_bytes must be positive, got {max_output_bytes}")
+        self.max_output_bytes = max_output_bytes
         self.warm_pool = warm_pool
         self.startup_timeout_s = startup_timeout_s
         self.config = config
@@ -221,7 +229,14 @@ class MCPEnv:
         _check_one_of(name, "stdio_start", stdio_start, STDIO_STARTS)
         self.stdio_start: StdioStart = stdio_start
         self.handles = {
-            n: ServerHandle(n, t, server_log=log_path, stdio_start=stdio_start, startup_timeout_s=startup_timeout_s)
+            n: ServerHandle(
+                n,
+                t,
+                server_log=log_path,
+                stdio_start=stdio_start,
+                startup_timeout_s=startup_timeout_s,
+                max_output_bytes=max_output_bytes,
+            )
             for n, t in targets.items()
         }
         for handle in self.handles.values():
@@ -521,6 +536,9 @@ class MCPEpisode:
             result = await self._conns[entry.server].call(entry.mcp_name, arguments, timeout_s)
         except CallTimeout:
             return self._reply(call, start, "timeout", f"Error: tool '{call.name}' timed out after {timeout_s:g} s.")
+        except ResultTooLarge as exc:  # what it asked for was too much: the model's to fix
+            text = f"Error: tool '{call.name}' failed: {exc}. Ask for less."
+            return self._reply(call, start, "tool_error", text, truncated=True)
         except MCPError as exc:
             kind = {mcp_types.INVALID_PARAMS: "bad_arguments", mcp_types.METHOD_NOT_FOUND: "unknown_tool"}
             return self._reply(
@@ -531,8 +549,11 @@ class MCPEpisode:
             return self._reply(call, start, "tool_error", text if text.startswith("Error") else f"Error: {text}")
         return self._reply(call, start, None, text)
 
-    def _reply(self, call: ToolCall, start: float, error: str | None, text: str) -> tuple[dict[str, Any], ToolOutcome]:
-        content, truncated = cap_text(text, self.env.max_output_chars)
+    def _reply(
+        self, call: ToolCall, start: float, error: str | None, text: str, *, truncated: bool = False
+    ) -> tuple[dict[str, Any], ToolOutcome]:
+        content, cut = cap_text(text, self.env.max_output_chars)
+        truncated = truncated or cut
         message = {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content}
         outcome = ToolOutcome.model_construct(
             call_id=call.id,

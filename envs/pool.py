@@ -19,7 +19,8 @@ new session (or new server), keeping at least `warm_pool` of them started (and
 initialized) ahead of need, and as many as episodes ran at once, so the start
 overlaps other work. A fresh Python stdio server is forked by the
 handle's `ForkServer` (`envs.forkserver`) rather than spawned, unless
-`stdio_start="spawn"`.
+`stdio_start="spawn"`; a spawned one is started by `envs.stdio`. Neither outlives
+mcpgym, and no answer of any server is read past `max_output_bytes` (`envs.limits`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,6 +48,9 @@ from contracts import EnvConfigError, EnvInfraError, IsolationMode, StdioStart
 
 from .config import HttpServer, StdioServer, redact
 from .forkserver import ForkServer, ForkTransport, use_fork
+from .http_limit import IDENTITY, cap_json_answers
+from .limits import DEFAULT_MAX_OUTPUT_BYTES, RESULT_TOO_LARGE, ResultTooLarge, content_size, too_large_text
+from .stdio import SpawnTransport
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,8 @@ CLIENT_INFO = mcp_types.Implementation(name="mcpgym", version="0.1.0")
 # How much longer than the per-call timeout a call may block before we give up on
 # it from the outside (covers a write that blocks before the request clock starts).
 _CALL_GRACE_S = 2.0
+# How the MCP SDK fails a request whose server-sent event ran past `max_sse_event_size`.
+_SSE_EVENT_LIMIT = re.compile(r"exceeded the \d+ byte limit")
 
 
 class CallTimeout(Exception):
@@ -108,8 +115,10 @@ class Connection:
         instance: FastMCP | None = None,
         label: str | None = None,
         redactions: list[tuple[str, str]] | None = None,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     ) -> None:
         self.server = server
+        self.max_output_bytes = max_output_bytes
         # How errors name the server: its name, and for a stdio/HTTP server its command or URL and config file.
         self.label = label or f"server '{server}'"
         # Secrets (a header's token, a URL's key) that a transport's own error text may quote.
@@ -196,19 +205,24 @@ class Connection:
             raise self._infra(f"tools/list failed: {exc.message}") from None
 
     async def call(self, name: str, arguments: dict[str, Any], timeout_s: float) -> mcp_types.CallToolResult:
-        """Call a tool. Raises CallTimeout, EnvInfraError (the connection is gone or
-        spoke nonsense) or MCPError (the server refused this one call)."""
+        """Call a tool. Raises CallTimeout, ResultTooLarge (its answer was over `max_output_bytes`),
+        EnvInfraError (the connection is gone or spoke nonsense) or MCPError (the server refused
+        this one call)."""
         if self._dead_reason is not None:
             raise EnvInfraError(f"{self.label}: {self._dead_reason}")
         request = mcp_types.CallToolRequest(params=mcp_types.CallToolRequestParams(name=name, arguments=arguments))
         try:
             with anyio.move_on_after(timeout_s + _CALL_GRACE_S) as scope:
-                return await self._session.send_request(
+                result = await self._session.send_request(
                     request, mcp_types.CallToolResult, request_read_timeout_seconds=timeout_s
                 )
         except MCPError as exc:
             if exc.code == mcp_types.REQUEST_TIMEOUT:
                 raise CallTimeout() from None
+            if exc.code == RESULT_TOO_LARGE or (
+                exc.code == mcp_types.CONNECTION_CLOSED and _SSE_EVENT_LIMIT.search(exc.message)
+            ):
+                raise ResultTooLarge(too_large_text(self.max_output_bytes)) from None
             if exc.code == mcp_types.CONNECTION_CLOSED:
                 raise self._infra("connection closed (the server exited or dropped the session)") from None
             raise
@@ -218,7 +232,11 @@ class Connection:
             raise self._infra(f"connection lost: {describe_error(exc)}") from None
         if scope.cancelled_caught:
             raise CallTimeout()
-        raise AssertionError("unreachable")  # pragma: no cover
+        # Read off a wire, it fit the limit already; from a server in this process, it is checked here,
+        # before the env copies any of it into the model's text.
+        if content_size(result) > self.max_output_bytes:
+            raise ResultTooLarge(too_large_text(self.max_output_bytes))
+        return result
 
     async def aclose(self) -> None:
         self._dead_reason = self._dead_reason or "closed"
@@ -250,14 +268,19 @@ class SharedClientHttpTransport(ClientTransport):
     (a TLS context and a connection pool: most of a session's cost); with one
     client per server a new MCP session costs only its own requests."""
 
-    def __init__(self, url: str, client: httpx2.AsyncClient) -> None:
+    def __init__(self, url: str, client: httpx2.AsyncClient, max_output_bytes: int) -> None:
         self.url = url
         self._client = client
+        self._max_bytes = max_output_bytes
 
     @contextlib.asynccontextmanager
     async def connect_session(self, *, transport_options: Any = None, **session_kwargs: Any) -> AsyncIterator[Any]:
         async with (
-            streamable_http_client(self.url, http_client=self._client) as (read, write),
+            # An event over the limit fails its request; a JSON answer is bounded by the client's hook.
+            streamable_http_client(self.url, http_client=self._client, max_sse_event_size=self._max_bytes) as (
+                read,
+                write,
+            ),
             ClientSession(read, write, **session_kwargs) as session,
         ):
             yield session
@@ -274,11 +297,13 @@ class ServerHandle:
         server_log: Path | None = None,
         stdio_start: StdioStart = "auto",
         startup_timeout_s: float = 30.0,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     ) -> None:
         self.name = name
         self.target = target
         self.server_log = server_log
         self.stdio_start = stdio_start
+        self.max_output_bytes = max_output_bytes
         self._startup_timeout_s = startup_timeout_s
         self.kind: ServerKind
         if isinstance(target, FastMCP):
@@ -351,18 +376,21 @@ class ServerHandle:
                     self.fork_server = ForkServer(
                         self.name, spec, server_log=self.server_log, startup_timeout_s=self._startup_timeout_s
                     )
-                return ForkTransport(self.fork_server), None
-            return (
-                StdioTransport(
+                return ForkTransport(self.fork_server, max_output_bytes=self.max_output_bytes, label=self.label), None
+            if os.name != "posix":  # no process groups or parent-death signal there: the SDK's own client
+                stdio = StdioTransport(
                     spec.command,
                     list(spec.args),
                     env=dict(spec.env) or None,
                     cwd=spec.cwd,
                     keep_alive=False,
                     log_file=self.server_log,
-                ),
-                None,
+                )
+                return stdio, None
+            transport = SpawnTransport(
+                spec, server_log=self.server_log, max_output_bytes=self.max_output_bytes, label=self.label
             )
+            return transport, None
         spec_http: HttpServer = self.target
         if self.kind == "sse":
             # SSE is the legacy transport: fastmcp's client opens its own HTTP client per session.
@@ -372,13 +400,15 @@ class ServerHandle:
             return sse, None
         if self._http_client is None:
             self._http_client = httpx2.AsyncClient(
-                headers=dict(spec_http.headers),
+                # Uncompressed answers, so that one's size on the wire is its size here.
+                headers={k: v for k, v in spec_http.headers.items() if k.lower() != "accept-encoding"} | IDENTITY,
+                event_hooks={"response": [cap_json_answers(self.max_output_bytes)]},
                 # Long read timeout: a session holds a server-sent-event stream open.
                 timeout=httpx2.Timeout(30.0, read=300.0),
                 # Every open session holds one streaming connection; do not cap them.
                 limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
             )
-        return SharedClientHttpTransport(spec_http.url, self._http_client), None
+        return SharedClientHttpTransport(spec_http.url, self._http_client, self.max_output_bytes), None
 
     async def aclose(self) -> None:
         client, self._http_client = self._http_client, None
@@ -391,7 +421,14 @@ class ServerHandle:
     async def connect(self, *, fresh: bool, timeout_s: float) -> Connection:
         transport, instance = self.transport(fresh=fresh)
         redactions = self.target.redactions() if isinstance(self.target, StdioServer | HttpServer) else []
-        conn = Connection(self.name, transport, instance=instance, label=self.label, redactions=redactions)
+        conn = Connection(
+            self.name,
+            transport,
+            instance=instance,
+            label=self.label,
+            redactions=redactions,
+            max_output_bytes=self.max_output_bytes,
+        )
         return await conn.open(timeout_s)
 
 
