@@ -28,6 +28,7 @@ from typing import IO, Any, Protocol
 
 from . import launch
 from .launch import set_parent_death_signal
+from .reaper import unwatch_group, watch_group
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -61,7 +62,7 @@ def spawn_group(argv: Sequence[str], *, env: Mapping[str, str], log: IO[bytes]) 
     A plain Popen, not an asyncio subprocess: the child outlives any one event loop (pytest's
     session loop, `asyncio.run` in a CLI) and must be stoppable from atexit.
     """
-    return subprocess.Popen(
+    process = subprocess.Popen(
         list(argv),
         stdin=subprocess.DEVNULL,
         stdout=log,
@@ -72,6 +73,9 @@ def spawn_group(argv: Sequence[str], *, env: Mapping[str, str], log: IO[bytes]) 
         # instead of living on as an orphan holding gigabytes.
         preexec_fn=set_parent_death_signal if sys.platform.startswith("linux") else None,
     )
+    # The death signal reaches the leader only; the reaper takes the workers it started too.
+    watch_group(process.pid)
+    return process
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -107,6 +111,7 @@ def kill_group(process: subprocess.Popen[bytes], *, wait_s: float = 10.0) -> Non
         if not group_alive(process.pid):
             break
         time.sleep(0.1)
+    unwatch_group(process.pid)
 
 
 class Killable(Protocol):
