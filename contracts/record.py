@@ -22,6 +22,10 @@ StopReason = Literal["answer", "env_done", "max_turns", "token_budget", "error"]
 
 # Fields that records written before this contract kept inside `metrics`.
 _LEGACY_METRICS = ("tool_outcomes", "stop_reason", "finish_reasons")
+# Reward parts that earlier judges kept inside `metrics`: the reward before RULER or the LLM judge
+# rescored it (the rollout's, which is the verdict's score), and a composed judge's parts.
+_LEGACY_INDEPENDENT = "independent_reward"
+_LEGACY_PART_PREFIX = "reward_parts/"
 
 
 class TrajectoryError(BaseModel):
@@ -72,7 +76,11 @@ class Trajectory(BaseModel):
     tool_outcomes: list[ToolOutcome] = Field(default_factory=list)  # one per tool call, in order
     logprobs: list[TurnLogprobs | None] | None = None  # per assistant turn, when recorded
     verdict: Verdict | None = None
+    # The final reward GRPO trains on (None: not scored), and the named scores it was made from:
+    # `env` (the verdict's score), each judge's reward under the judge's name, and the components
+    # a judge names under `<judge>/<component>` (judges.registry).
     reward: float | None = None
+    reward_parts: dict[str, float] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     error: TrajectoryError | None = None
     sample: int = 0
@@ -96,6 +104,7 @@ class Trajectory(BaseModel):
             data = {**data, "task": {"id": data.get("task_id", ""), "question": first_user or "", **task}}
         if not isinstance(data.get("metrics"), dict):
             return data
+        data = _lift_reward_parts(data)
         metrics = data["metrics"]
         if not any(key in metrics for key in _LEGACY_METRICS):
             return data
@@ -116,6 +125,23 @@ class Trajectory(BaseModel):
     @property
     def success(self) -> bool:
         return bool(self.verdict and self.verdict.success)
+
+
+def _lift_reward_parts(data: dict[str, Any]) -> dict[str, Any]:
+    """`metrics["independent_reward"]` and `metrics["reward_parts/<name>"]` of earlier records
+    into `reward_parts` (`env` and `<name>`), unless the record has `reward_parts` already."""
+    metrics = data["metrics"]
+    legacy = [key for key in metrics if key == _LEGACY_INDEPENDENT or key.startswith(_LEGACY_PART_PREFIX)]
+    if not legacy or "reward_parts" in data:
+        return data
+    metrics = dict(metrics)
+    parts: dict[str, float] = {}
+    for key in legacy:
+        value = metrics.pop(key)
+        name = "env" if key == _LEGACY_INDEPENDENT else key.removeprefix(_LEGACY_PART_PREFIX)
+        if isinstance(value, int | float):
+            parts.setdefault(name, float(value))
+    return {**data, "metrics": metrics, "reward_parts": parts}
 
 
 def utc_now() -> str:

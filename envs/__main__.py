@@ -61,11 +61,14 @@ async def _inspect(spec: str, tasks: str | None, as_json: bool) -> int:
             "servers": {n: h.kind for n, h in env.handles.items()},
             "tools": tools,
             "tasks": counts,
+            "verifier": env.verifier_ref,
+            "default_judge": env.default_judge,
         }
         print(json.dumps(doc, indent=2))
         return 0
     kinds = ", ".join(f"{n} ({h.kind})" for n, h in env.handles.items())
     print(f"env {env.name}: isolation {env.isolation}; servers: {kinds}")
+    print(f"verifier: {env.verifier_ref}; default judge: {env.default_judge}")
     print(f"\n{len(tools)} tools:")
     for tool in tools:
         fn = tool["function"]

@@ -11,7 +11,8 @@ An entry is validated on fastmcp's own models (`envs.config_entries`): `command`
 `env`/`envFile`/`cwd` for stdio, `url`/`headers`/`auth` for HTTP, `type`/`transport`
 (`stdio`, `http`, `streamable-http`, `sse`), `timeout` (ms per tool call), `disabled: true`
 (skipped). An optional top-level `"mcpgym"` key carries what the hosts' JSON cannot say
-(tasks file, system prompt, isolation, stdio start).
+(tasks file, system prompt, isolation, stdio start, a verifier of one's own: `envs.verifiers`,
+the default judge).
 
 Secrets come only from the environment: variables (`${VAR}`, `${env:VAR}`, `${input:ID}`,
 ... see `envs.config_vars`) are expanded from `os.environ` when the config is read, before
@@ -163,6 +164,8 @@ class McpGymSection(BaseModel):
     isolation: IsolationMode | None = None
     stdio_start: StdioStart | None = None
     name: str | None = None
+    verifier: str | None = None  # "file.py:function" or "module:function" (envs.verifiers)
+    default_judge: str | None = None  # the judge spec `--judge` means when not given (judges.registry)
 
 
 class VsCodeInput(BaseModel):

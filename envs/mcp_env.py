@@ -48,7 +48,7 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +78,10 @@ from .limits import DEFAULT_MAX_OUTPUT_BYTES, ResultTooLarge
 from .pool import CallTimeout, Connection, Provider, ServerHandle, SharedConnection, make_provider
 from .schemas import ToolEntry, cap_text, result_text
 from .tasks import TasksArg, TaskSource
+from .verifiers import Verifier, as_verdict, awaited_verdict, load_verifier
 
 log = logging.getLogger(__name__)
 
-# (task, answer, calls) -> Verdict; a verifier that takes `turns=` also gets each user turn's calls.
-Verifier = Callable[..., Verdict]
 # A tool's MCP `_meta` key that hides it from the model (setup hooks: `Task.setup` calls it).
 HIDDEN_META = "mcpgym/hidden"
 ISOLATION_MODES: tuple[IsolationMode, ...] = ("shared", "per_session", "per_process")
@@ -161,6 +160,11 @@ class MCPEnv:
 
     `isolation` defaults to the JSON's `mcpgym.isolation`, else `per_session`.
     `tasks` / `system_prompt` default to the JSON's `mcpgym` section.
+    `verifier`: (task, answer, calls[, turns=]) -> bool | number in [0, 1] | Verdict
+    (`envs.verifiers`); default the JSON's `mcpgym.verifier`, else `envs.verify.verify_answer`.
+    `default_judge`: the judge spec a CLI's `--judge` means when not given; default the JSON's
+    `mcpgym.default_judge`, else `env` (the verdict's score) when no task lists expected calls
+    and `rules` otherwise.
     `call_timeout_s`: each tool call's limit, unless the server's config entry sets
     its own `timeout` (ms, fastmcp's key), which wins for that server's tools.
     `max_output_chars`: a tool result the model reads is cut to this many characters (0: never).
@@ -201,6 +205,7 @@ class MCPEnv:
         check_arguments: bool = True,
         parallel_calls: bool = True,
         user_turn_step_limit: int | None = None,
+        default_judge: str | None = None,
     ) -> None:
         """Resolve and store the options (long only for their number: no logic beyond checks)."""
         targets, config = resolve_servers(servers, name=name)
@@ -247,7 +252,13 @@ class MCPEnv:
         self.user_turn_step_limit = user_turn_step_limit
         self._server_tools: dict[str, set[str]] = {}
         self._tasks = TaskSource(tasks, env_name=name)
+        if verifier is None and section is not None and section.verifier and config is not None:
+            verifier = load_verifier(section.verifier, base_dir=config.base_dir)
+            self.verifier_ref = section.verifier  # what `python -m envs inspect` shows
+        else:
+            self.verifier_ref = _ref_of(verifier) if verifier is not None else "envs.verify:verify_answer"
         self._verifier = verifier
+        self._default_judge = default_judge or (section.default_judge if section is not None else None)
         self._providers: dict[str, Provider] = {}
         self._tools: dict[str, ToolEntry] = {}
         self._openai_tools: list[dict[str, Any]] = []
@@ -387,16 +398,30 @@ class MCPEnv:
         """Tasks of one split; EnvConfigError when the env has no such split."""
         return self._tasks.tasks(split)
 
+    @property
+    def default_judge(self) -> str:
+        """The judge spec `--judge` means when not given (see the class docstring)."""
+        if self._default_judge:
+            return self._default_judge
+        try:
+            tasks = [task for split in self._tasks.splits() for task in self._tasks.tasks(split)]
+        except EnvConfigError:
+            tasks = []
+        # Without expected calls the rules judge has nothing but the verdict to go on.
+        return "env" if tasks and not any(task.expected_calls for task in tasks) else "rules"
+
     def verify(
         self, task: Task, answer: str, calls: list[ToolCall], turns: list[list[ToolCall]] | None = None
-    ) -> Verdict:
-        """The env's judgement of a finished episode (default: `envs.verify.verify_answer`).
-        `turns`: the calls of each user turn, for a conversation of several (given to a verifier
-        that takes `turns=`)."""
+    ) -> Verdict | Any:
+        """The env's judgement of a finished episode (default: `envs.verify.verify_answer`), as a
+        Verdict (or an awaitable of one, from an async verifier). `turns`: the calls of each user
+        turn, for a conversation of several (given to a verifier that takes `turns=`)."""
         verifier = self._verifier or _default_verifier()
         if turns is not None and _takes_turns(verifier):
-            return verifier(task, answer, calls, turns=turns)
-        return verifier(task, answer, calls)
+            result = verifier(task, answer, calls, turns=turns)
+        else:
+            result = verifier(task, answer, calls)
+        return awaited_verdict(result) if inspect.isawaitable(result) else as_verdict(result)
 
     def initial_messages(self, task: Task) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
@@ -613,6 +638,11 @@ def _takes_turns(verifier: Verifier) -> bool:
     except (TypeError, ValueError):
         return False
     return "turns" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def _ref_of(func: Any) -> str:
+    module = getattr(func, "__module__", None) or "?"
+    return f"{module}:{getattr(func, '__qualname__', type(func).__name__)}"
 
 
 def _default_verifier() -> Verifier:

@@ -2,8 +2,10 @@
 
 - `compute_metrics(trajs)` — function-calling metrics (judges.metrics);
 - `rule_reward(traj, config)` — the rule rubric (ranked by default), no LLM (judges.rules);
-- `build_judge(spec, ...)` — "rules" | "ruler" | "llm" | "ruler:0.7+rules:0.3":
-  a `Judge` with `score_group(group)` and `score(trajs)` (judges.compose);
+- `build_judge(spec, ...)` — "rules" | "env" | "ruler" | "llm" | "module:function" | "ruler:0.7+rules:0.3":
+  a `Judge` with `score_group(group)` and `score(trajs)` (judges.compose; the names: judges.registry);
+- `register(name, reward_function)` — a judge of one's own by name, in one line (judges.registry);
+  `default_judge_of(env)` — the spec `--judge` means when not given;
 - `scored_groups(trajs)` — the groups fit for GRPO, and how many were dropped;
   `signal_groups(scored, spread)` — those that also carry signal to train on (judges.groups).
 
@@ -38,13 +40,20 @@ _EXPORTS = {
     "compute_metrics": "metrics",
     "RubricConfig": "rules",
     "rule_reward": "rules",
+    "JUDGES": "registry",
+    "JudgeOptions": "registry",
+    "default_judge_of": "registry",
+    "register": "registry",
+    "RewardFunctionJudge": "functions",
 }
 
 if TYPE_CHECKING:
     from .base import Judge, JudgeFailure, JudgeStats
     from .compose import build_judge, parse_spec
+    from .functions import RewardFunctionJudge
     from .groups import Spread, group_key, group_trajectories, scored_groups, signal_groups
     from .metrics import compute_metrics
+    from .registry import JUDGES, JudgeOptions, default_judge_of, register
     from .rules import RubricConfig, rule_reward
 
 
@@ -55,16 +64,21 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "JUDGES",
     "Judge",
     "JudgeFailure",
+    "JudgeOptions",
     "JudgeStats",
+    "RewardFunctionJudge",
     "RubricConfig",
     "Spread",
     "build_judge",
     "compute_metrics",
+    "default_judge_of",
     "group_key",
     "group_trajectories",
     "parse_spec",
+    "register",
     "rule_reward",
     "scored_groups",
     "signal_groups",

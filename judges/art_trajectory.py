@@ -48,6 +48,8 @@ def to_art_trajectory(traj: Trajectory) -> Any:
         for key, value in traj.metrics.items()
         if isinstance(value, int | float | bool) and not isinstance(value, str)
     }
+    # ART logs a trajectory's metrics averaged over the step: the reward's parts among them.
+    metrics |= {f"reward_parts/{name}": value for name, value in traj.reward_parts.items()}
     return art.Trajectory(
         messages_and_choices=items,
         tools=traj.tools or None,

@@ -55,15 +55,26 @@ def mark_infra(traj: Trajectory, message: str) -> None:
         traj.metrics["prior_error"] = traj.error.model_dump()
     traj.error = TrajectoryError(kind="infra", message=message)
     traj.reward = None
+    traj.reward_parts = {}
     traj.metrics["judge_error"] = message
+
+
+def verdict_parts(traj: Trajectory) -> dict[str, float]:
+    """The part every judged trajectory keeps: the env's verdict score, under `env`."""
+    return {"env": traj.verdict.score} if traj.verdict is not None else {}
 
 
 class Judge(ABC):
     """Scores trajectories. Subclasses implement `_score(live)`: set `reward` and
-    `metrics` on the (copied, non-infra) members in place, or raise JudgeFailure."""
+    `metrics` on the (copied, non-infra) members in place, or raise JudgeFailure.
+
+    Each scored member's `reward_parts` is rebuilt: the verdict's score (`env`), whatever
+    components `_score` adds (`<name>/<component>`), and the judge's reward under its `name`
+    (which the registry sets to the name the judge was asked for: judges.registry)."""
 
     name: str = "judge"
     relative: bool = False  # compares members of a group, so needs at least two
+    records_part: bool = True  # its reward goes into `reward_parts[name]` (a composition's does not)
 
     def __init__(self, *, concurrency: int = 8) -> None:
         self.stats = JudgeStats()
@@ -79,12 +90,16 @@ class Judge(ABC):
         for traj in copies:
             if traj.is_infra_failure:
                 traj.reward = None
+                traj.reward_parts = {}
                 traj.metrics["masked"] = "infra"
                 self.stats.trajectories_masked += 1
         live = live_members(copies, scored=False)  # before scoring: no reward yet
+        for traj in live:
+            traj.reward_parts = verdict_parts(traj)  # what an earlier judge made of it is not this judge's
         if not live or (self.relative and not comparable(live)):
             for traj in live:
                 traj.reward = None
+                traj.reward_parts = {}
                 traj.metrics["group_dropped"] = f"{len(live)} scored member(s): nothing to compare"
             self.stats.groups_dropped += 1
             return copies
@@ -96,6 +111,11 @@ class Judge(ABC):
             self.stats.groups_infra += 1
             self.stats.judge_failures += len(live)
             return copies
+        for traj in live:
+            if traj.reward is None:
+                traj.reward_parts = {}
+            elif self.records_part:
+                traj.reward_parts.setdefault(self.name, traj.reward)
         self.stats.groups_scored += 1
         return copies
 

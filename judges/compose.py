@@ -1,13 +1,17 @@
 """Judges from a spec string, and weighted composition: `reward = sum(w_i * judge_i)`.
 
     build_judge("rules")                      # the rule rubric alone
+    build_judge("env")                        # the env's verdict score, unchanged
+    build_judge("mypkg.rewards:brevity")      # a reward function (judges.functions)
     build_judge("ruler+rules", judge_model=…) # equal weights: 0.5 * RULER + 0.5 * rules
     build_judge("ruler:0.7+rules:0.3", judge_model="Qwen/Qwen3-8B", judge_base_url="http://localhost:8001/v1")
 
-A composed trajectory keeps every part's metrics (`ruler_score`, `rules/…`)
-and each part's reward under `reward_parts/<name>`. If any part failed on a
-trajectory it is infra-failed; if a relative part dropped the group, the
-members stay unscored.
+Each part is a name the registry resolves (judges.registry: built-ins, registered names, entry
+points, `module:function` references), with an optional weight after its last ':'. A composed
+trajectory keeps every part's metrics (`ruler_score`, `rules/…`) and every part's reward and
+components in `reward_parts` (`ruler`, `rules`, `mypkg.rewards:brevity/short`, ...). If any part
+failed on a trajectory it is infra-failed; if a relative part dropped the group, the members stay
+unscored.
 """
 
 from __future__ import annotations
@@ -18,11 +22,8 @@ from typing import Any
 from contracts import Trajectory
 
 from .base import Judge, JudgeFailure, mark_infra
-from .cache import VerdictCache
-from .endpoint import JudgeEndpoint
-from .rules import RubricConfig, RulesJudge
-
-JUDGE_KINDS = ("rules", "ruler", "llm")
+from .registry import JudgeOptions, build, is_name, resolve
+from .rules import RubricConfig
 
 
 class ComposedJudge(Judge):
@@ -30,6 +31,7 @@ class ComposedJudge(Judge):
         super().__init__()
         self.parts = parts
         self.relative = any(judge.relative for _, judge in parts)
+        self.records_part = False  # its reward is `reward`; the parts' are in `reward_parts`
         self.name = "+".join(f"{judge.name}:{weight:g}" for weight, judge in parts)
 
     async def _score(self, live: list[Trajectory]) -> None:
@@ -39,6 +41,7 @@ class ComposedJudge(Judge):
             outs = [result[index] for result in results]
             for out in outs:
                 traj.metrics.update(out.metrics)
+                traj.reward_parts.update(out.reward_parts)
             failed = next((out for out in outs if out.is_infra_failure), None)
             if failed is not None and failed.error is not None:
                 mark_infra(traj, failed.error.message)
@@ -47,8 +50,6 @@ class ComposedJudge(Judge):
                 traj.reward = None
                 continue
             traj.reward = sum(weight * (out.reward or 0.0) for (weight, _), out in zip(self.parts, outs, strict=True))
-            for (_, judge), out in zip(self.parts, outs, strict=True):
-                traj.metrics[f"reward_parts/{judge.name}"] = out.reward
         if all(traj.is_infra_failure for traj in live):
             raise JudgeFailure("every part failed")  # counted as a failed group, not a scored one
 
@@ -64,12 +65,17 @@ class ComposedJudge(Judge):
 
 
 def parse_spec(spec: str) -> list[tuple[str, float]]:
-    """Parse "ruler:0.7+rules:0.3" -> [("ruler", 0.7), ("rules", 0.3)]; unweighted parts share what is left of 1."""
+    """Parse "ruler:0.7+rules:0.3" -> [("ruler", 0.7), ("rules", 0.3)]; unweighted parts share what
+    is left of 1. A part is `name[:weight]`, where a name may itself be `module:function`
+    ("mypkg.rewards:brevity:0.5"). Every name must resolve (judges.registry): a reference is
+    imported here, so a bad one fails before anything runs. ValueError of one line otherwise."""
     items: list[tuple[str, float | None]] = []
     for part in spec.replace(" ", "").split("+"):
-        name, _, weight = part.partition(":")
-        if name not in JUDGE_KINDS:
-            raise ValueError(f"unknown judge {name!r} in {spec!r}: expected {', '.join(JUDGE_KINDS)}")
+        name, weight = _name_and_weight(part)
+        try:
+            resolve(name)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (in {spec!r})" if part != spec else str(exc)) from None
         try:
             items.append((name, float(weight) if weight else None))
         except ValueError:
@@ -81,6 +87,25 @@ def parse_spec(spec: str) -> list[tuple[str, float]]:
     if unweighted and share <= 0:
         raise ValueError(f"no weight left for {', '.join(unweighted)} in {spec!r}")
     return [(name, share if weight is None else weight) for name, weight in items]
+
+
+def _name_and_weight(part: str) -> tuple[str, str | None]:
+    """A part as (name, weight text): `rules:0.3` -> (rules, 0.3); `mod:fn` -> (mod:fn, None);
+    `mod:fn:0.3` -> (mod:fn, 0.3)."""
+    if ":" not in part or is_name(part):
+        return part, None
+    head, _, tail = part.rpartition(":")
+    if is_name(head) or ":" in head or _is_number(tail):
+        return head, tail
+    return part, None  # module:function
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def build_judge(
@@ -97,49 +122,26 @@ def build_judge(
     retries: int = 2,
     backoff_s: float = 0.5,
 ) -> Judge:
-    """A judge for `spec` ("rules" | "ruler" | "llm" | "ruler+rules" | "ruler:0.7+rules:0.3").
+    """A judge for `spec` (the module docstring; the names: judges.registry).
 
     `rubric` configures the rule rubric, `judge_rubric` the text rubric of the
     LLM judges; `cache_dir` turns the verdict cache on. ValueError on a bad spec
     or an LLM judge without `judge_model`."""
     parts = parse_spec(spec)
-    cache = VerdictCache(cache_dir) if cache_dir is not None else None
-    endpoint = None
-    if any(name != "rules" for name, _ in parts):
-        if not judge_model:
-            raise ValueError(f"judge {spec!r} needs a judge model (--judge-model)")
-        endpoint = JudgeEndpoint(
-            model=judge_model, base_url=judge_base_url, api_key_env=api_key_env, extra_body=extra_body or {}
-        )
     # The LLM judges (ruler, llm) share one endpoint, cache and retry policy.
-    llm_options: dict[str, Any] = {
-        "rubric": judge_rubric,
-        "concurrency": concurrency,
-        "cache": cache,
-        "retries": retries,
-        "backoff_s": backoff_s,
-    }
-    judges = [(weight, _part(name, rubric, concurrency, endpoint, llm_options)) for name, weight in parts]
+    options = JudgeOptions(
+        rubric=rubric,
+        concurrency=concurrency,
+        judge_model=judge_model,
+        judge_base_url=judge_base_url,
+        api_key_env=api_key_env,
+        extra_body=extra_body,
+        cache_dir=cache_dir,
+        judge_rubric=judge_rubric,
+        retries=retries,
+        backoff_s=backoff_s,
+    )
+    judges = [(weight, build(name, options)) for name, weight in parts]
     if len(judges) == 1 and judges[0][0] == 1.0:
         return judges[0][1]
     return ComposedJudge(judges)
-
-
-def _part(
-    name: str,
-    rubric: RubricConfig | None,
-    concurrency: int,
-    endpoint: JudgeEndpoint | None,
-    llm_options: dict[str, Any],
-) -> Judge:
-    """One judge of a spec; the LLM judges load on first use (they pull in their clients)."""
-    if name == "rules":
-        return RulesJudge(rubric, concurrency=concurrency)
-    assert endpoint is not None
-    if name == "ruler":
-        from .ruler import RulerJudge
-
-        return RulerJudge(endpoint, **llm_options)
-    from .llm_judge import LLMJudge
-
-    return LLMJudge(endpoint, **llm_options)

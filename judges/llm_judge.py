@@ -129,7 +129,6 @@ class LLMJudge(EndpointJudge):
             mark_infra(traj, f"judge {self.name}: {exc}")
             self.stats.judge_failures += 1
             return
-        traj.metrics["independent_reward"] = traj.reward
         traj.reward = float(verdict["score"])
         traj.metrics["llm_score"] = float(verdict["score"])
         traj.metrics["llm_reason"] = verdict["reason"]

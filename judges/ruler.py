@@ -143,7 +143,6 @@ class RulerJudge(EndpointJudge):
         verdict, latency, cached = await self.verdict(key, lambda: self._ask(group, rubric))
         n = len(live)
         for traj, score, explanation in zip(live, verdict["scores"], verdict["explanations"], strict=True):
-            traj.metrics["independent_reward"] = traj.reward
             traj.reward = float(score)
             traj.metrics["ruler_score"] = float(score)
             traj.metrics["ruler_explanation"] = explanation

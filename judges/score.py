@@ -1,10 +1,15 @@
 """Rescore a trajectory file: `python -m judges.score --judge rules IN.jsonl --out OUT.jsonl`.
 
     python -m judges.score --judge rules data/traj.jsonl --out data/scored.jsonl
+    python -m judges.score --judge mypkg.rewards:brevity data/traj.jsonl --out data/scored.jsonl
     python -m judges.score --judge ruler:0.7+rules:0.3 --judge-model Qwen/Qwen3-8B \\
         --judge-base-url http://localhost:8001/v1 data/traj.jsonl --out data/scored.jsonl
 
 (OUT as a second positional argument still works for one release, with a warning.)
+
+Without `--judge`, the judge is the env's default (judges.registry): that of `--env`, else that
+of the env the records name when it is a registered name (energy: rules, bfcl-multi-turn: env),
+else rules.
 
 Each group is appended to OUT as soon as it is scored (crash-safe JSONL). A
 rerun resumes (rollouts.resume, the same rule as the rollouts): trajectories
@@ -46,6 +51,7 @@ from .cache import default_cache_dir
 from .compose import build_judge
 from .groups import group_trajectories
 from .metrics import compute_metrics, format_table, json_safe, load_trajectories
+from .registry import FALLBACK_JUDGE, JUDGE_HELP, default_judge_of
 from .rules import RubricConfig
 
 
@@ -56,10 +62,12 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("input", metavar="IN", help="trajectory JSONL (rollouts.generate output)")
     add_out_with_old_positional(parser, help="scored trajectory JSONL (appended to; ids in it are skipped)")
+    parser.add_argument("--judge", default=None, help=JUDGE_HELP)
     parser.add_argument(
-        "--judge",
-        default="rules",
-        help='"rules", "ruler", "llm", or a weighted sum such as "ruler+rules" or "ruler:0.7+rules:0.3"',
+        "--env",
+        default=None,
+        help="env (name, mcp.json or module:factory) whose default judge --judge means when not given "
+        "(default: the env the records name, when it is a registered name; else rules)",
     )
     parser.add_argument("--judge-model", default=None, help="judge model name (needed for ruler and llm)")
     add_flag(parser, "--judge-base-url", default=None, help="OpenAI-compatible base URL of the judge (e.g. vLLM)")
@@ -101,6 +109,10 @@ def main() -> int:
         raise UsageError("OUT must differ from IN (OUT is appended to)")
     if args.concurrency < 1 or args.retries < 0:
         raise UsageError("--concurrency must be >= 1 and --retries >= 0")
+    trajs = load_trajectories(src)
+    if not trajs:
+        raise UsageError(f"{src}: no trajectories")
+    spec = args.judge or default_spec(args.env, trajs)
     try:
         rubric = RubricConfig.from_file(args.rubric) if args.rubric else None
         judge_rubric = Path(args.judge_rubric).read_text() if args.judge_rubric else None
@@ -108,7 +120,7 @@ def main() -> int:
         if extra_body is not None and not isinstance(extra_body, dict):
             raise ValueError("--judge-extra-body must be a JSON object")
         judge = build_judge(
-            args.judge,
+            spec,
             judge_model=args.judge_model,
             judge_base_url=args.judge_base_url,
             rubric=rubric,
@@ -121,14 +133,12 @@ def main() -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    trajs = load_trajectories(src)
-    if not trajs:
-        raise UsageError(f"{src}: no trajectories")
     with output_lock(dst):
         todo, done, retried = plan_scoring(trajs, dst, keep_infra=args.keep_infra)
-        written = asyncio.run(score_into(judge, todo, dst, done, desc=f"judge {args.judge}"))
+        written = asyncio.run(score_into(judge, todo, dst, done, desc=f"judge {spec}"))
     scored = load_trajectories(dst)
-    values = compute_metrics(scored) | {f"judge/{key}": value for key, value in judge.report().items()}
+    values = compute_metrics(scored) | reward_part_means(scored)
+    values |= {f"judge/{key}": value for key, value in judge.report().items()}
     metrics_path = Path(args.report) if args.report else dst.with_suffix(".metrics.json")
     write_private_atomic(metrics_path, json.dumps(json_safe(values), indent=2) + "\n")
     print(format_table(values))
@@ -144,9 +154,47 @@ def main() -> int:
         what="trajectories judged",
         total=len(asked),
         failed=len(failed),
-        endpoint=f"judge {args.judge_base_url or args.judge_model or args.judge}",
+        endpoint=f"judge {args.judge_base_url or args.judge_model or spec}",
         error=str(failed[0].metrics["judge_error"]) if failed else None,
     )
+
+
+def default_spec(env_spec: str | None, trajs: list[Trajectory]) -> str:
+    """The judge `--judge` means when not given (module docstring); printed, so a run says which."""
+    from envs.registry import available
+
+    if env_spec is not None:
+        spec, source = _env_default(env_spec), f"env {env_spec}"
+    else:
+        registered = {entry.name for entry in available()}
+        names = sorted({traj.env for traj in trajs})
+        defaults = {name: _env_default(name) if name in registered else FALLBACK_JUDGE for name in names}
+        if len(set(defaults.values())) > 1:
+            shown = ", ".join(f"{name}: {spec}" for name, spec in defaults.items())
+            raise UsageError(f"the records' envs have different default judges ({shown}); give --judge")
+        spec, source = next(iter(defaults.values())), f"env {', '.join(names)}"
+    print(f"judge {spec} (the default of {source})")
+    return spec
+
+
+def _env_default(env_spec: str) -> str:
+    from envs.registry import load
+
+    try:
+        env = load(env_spec)  # not started: only its default judge is read
+    except ImportError as exc:  # an env whose extra is not installed
+        raise UsageError(f"env {env_spec}: {exc}; give --judge") from None
+    return default_judge_of(env)
+
+
+def reward_part_means(trajs: list[Trajectory]) -> dict[str, float]:
+    """The mean of each reward part over the scored trajectories (`reward/<part>`)."""
+    sums: dict[str, list[float]] = {}
+    for traj in trajs:
+        if traj.reward is not None:
+            for name, value in traj.reward_parts.items():
+                sums.setdefault(name, []).append(value)
+    return {f"reward/{name}": sum(values) / len(values) for name, values in sorted(sums.items())}
 
 
 def plan_scoring(

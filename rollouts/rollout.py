@@ -207,6 +207,7 @@ async def _verify(env: Environment, task: Task, rec: _Recorder) -> None:
         verdict = Verdict.model_validate(verdict)
     rec.traj.verdict = verdict
     rec.traj.reward = verdict.score
+    rec.traj.reward_parts = {"env": verdict.score}
 
 
 class _Recorder:

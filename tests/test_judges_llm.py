@@ -56,7 +56,7 @@ async def test_ruler_scores_a_group_and_keeps_everything(judge_server: JudgeServ
     assert [t.reward for t in scored] == [0.9, 0.2, 0.4]
     assert [t.metrics["ruler_score"] for t in scored] == [0.9, 0.2, 0.4]
     assert scored[1].metrics["ruler_explanation"] == "scripted for 2"
-    assert scored[0].metrics["independent_reward"] == 1.0  # the env's reward before RULER
+    assert scored[0].reward_parts == {"env": 1.0, "ruler": 0.9}  # the env's reward before RULER, kept as a part
     assert scored[0].metrics["judge/latency_s"] > 0
     assert sum(t.metrics["judge/prompt_tokens"] for t in scored) == judge.stats.prompt_tokens > 0
     assert judge.stats.completion_tokens > 0 and judge.stats.judge_calls == 1
@@ -187,7 +187,7 @@ async def test_ruler_plus_rules_composes_weighted_rewards(judge_server: JudgeSer
     scored = await judge.score_group(group)
     assert scored[0].reward == pytest.approx(0.7 * 0.9 + 0.3 * 1.0)
     assert scored[1].reward == pytest.approx(0.7 * 0.2 + 0.3 * 0.0)  # rules: a failure with a stray call
-    assert scored[1].metrics["reward_parts/ruler"] == 0.2
+    assert scored[1].reward_parts["ruler"] == 0.2
     assert scored[1].metrics["rules/penalty/stray_call"] == 1.0
     report = judge.report()
     assert report["ruler/judge_calls"] == 1 and report["groups_scored"] == 1

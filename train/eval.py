@@ -35,6 +35,7 @@ from typing import Any
 from common.cli import ArgumentParser, UsageError, run_cli
 from common.config_flags import add_config_flags, config_from_args
 from common.flags import add_flag, apply_no_progress
+from judges.registry import JUDGE_HELP
 from rollouts.endpoints import summary_line
 from train.compare import format_comparison
 from train.eval_models import ModelSpec, Served, adapter_base, parse_spec
@@ -98,7 +99,7 @@ def build_parser() -> ArgumentParser:
     add_config_flags(parser, EvalConfig, ["api_key_env"], help={"api_key_env": "variable holding --base-url's API key"})
     add_flag(parser, "--base-model", default=None, help="base model of LoRA checkpoints (default: theirs)")
     add_config_flags(parser, EvalConfig, ["limit", "seed"], limit={"aliases": ("--tasks",)})
-    parser.add_argument("--judge", default="rules", help="rules | ruler | ruler+rules (rewards and metrics)")
+    parser.add_argument("--judge", default=None, help=f"rewards: {JUDGE_HELP}")
     parser.add_argument("--judge-model", default=None, help="model of LLM judges")
     add_flag(parser, "--judge-base-url", default=None, help="endpoint of LLM judges")
     add_flag(parser, "--judge-api-key-env", default="JUDGE_API_KEY", help="the judge key's variable")
@@ -154,9 +155,8 @@ async def main(argv: list[str] | None = None) -> int:
     if any(files):
         raise UsageError("a trajectory .jsonl is compared only with another (--compare A.jsonl B.jsonl)")
     config = config_from_args(EvalConfig, vars(args))
-    judge = _judge(args)
     out = args.report or Path("runs") / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
-    reports, endpoints = await _evaluate_specs(specs, args, config, judge, out)
+    reports, endpoints = await _evaluate_specs(specs, args, config, out)
     comparisons = paired_comparisons(reports)
     print(format_table(reports))
     for comparison in comparisons:
@@ -165,12 +165,13 @@ async def main(argv: list[str] | None = None) -> int:
     return exit_code(reports, endpoints)
 
 
-def _judge(args: Any) -> Any:
-    from judges import build_judge
+def _judge(args: Any, env: Any) -> Any:
+    """The judge `--judge` names, else the env's default judge."""
+    from judges import build_judge, default_judge_of
 
     try:
         return build_judge(
-            args.judge,
+            args.judge or default_judge_of(env),
             judge_model=args.judge_model,
             judge_base_url=args.judge_base_url,
             api_key_env=args.judge_api_key_env,
@@ -180,12 +181,13 @@ def _judge(args: Any) -> Any:
 
 
 async def _evaluate_specs(
-    specs: list[ModelSpec], args: Any, config: EvalConfig, judge: Any, out: Path
+    specs: list[ModelSpec], args: Any, config: EvalConfig, out: Path
 ) -> tuple[list[EvalReport], list[str]]:
     """Each model on the same tasks, serving the folders here; (reports, endpoint of each)."""
     import envs
 
     env = envs.load(args.env)
+    judge = _judge(args, env)
     served = Served(max_model_len=args.max_model_len, base_model=args.base_model)
     reports, endpoints = [], []
     async with env:

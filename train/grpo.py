@@ -108,7 +108,8 @@ def check_args(args: dict[str, Any]) -> None:
     from judges import parse_spec
 
     try:
-        parse_spec(args["judge"])
+        if args["judge"] is not None:  # None: the env's default, known once the env is loaded
+            parse_spec(args["judge"])
     except ValueError as exc:
         raise UsageError(f"--judge: {exc}") from None
     load_rubric(args["rubric"])

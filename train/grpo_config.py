@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from judges.groups import Spread
+from judges.registry import JUDGE_HELP
 from train.backends import BACKENDS_HELP, BackendKind
 from train.guidance import Guidance
 from train.warmstart import Teacher
@@ -26,7 +27,7 @@ class GRPOConfig(BaseModel):
     backend: BackendKind = Field("torch", description=BACKENDS_HELP)
     trainer_gpus: list[int] | None = Field(None, description="dedicated mode: train on these GPUs (0 or 0,1)")
     inference_gpus: list[int] | None = Field(None, description="dedicated mode: serve from this GPU (e.g. 1)")
-    judge: str = Field("rules", description="rules | ruler | ruler+rules | ruler:0.7+rules:0.3")
+    judge: str | None = Field(None, description=JUDGE_HELP)
     judge_model: str | None = Field(None, description="model of LLM judges")
     judge_base_url: str | None = Field(None, description="endpoint of LLM judges")
     rubric: Path | None = Field(None, description="weights and penalties of the rules judge (YAML or JSON file)")

@@ -590,13 +590,14 @@ def load_rubric(path: Path | None) -> Any:
         raise UsageError(f"--rubric: {exc}") from None
 
 
-def make_judge(config: GRPOConfig) -> Any:
-    """The judge `--judge` names, with its model, endpoint, key and rubric; UsageError on a bad spec."""
-    from judges import build_judge
+def make_judge(config: GRPOConfig, env: Any = None) -> Any:
+    """The judge `--judge` names (else `env`'s default judge), with its model, endpoint, key and
+    rubric; UsageError on a bad spec."""
+    from judges import build_judge, default_judge_of
 
     try:
         return build_judge(
-            config.judge,
+            config.judge or default_judge_of(env),
             judge_model=config.judge_model,
             judge_base_url=config.judge_base_url,
             rubric=load_rubric(config.rubric),
@@ -644,8 +645,9 @@ async def run_grpo(
     from rollouts import setup_tracing
     from rollouts.tracing import wanted_project
 
+    env = envs.load(config.env)  # not started yet: its default judge is known before anything runs
     if judge is None:
-        judge = make_judge(config)
+        judge = make_judge(config, env)
     apply_no_progress(config.no_progress)
     setup_tracing(wanted_project(config.weave, disabled=config.no_weave))
     base_model = _base_model(config)
@@ -654,7 +656,6 @@ async def run_grpo(
         backend = open_backend(config)
     stop = stop or StopFlag()
     started = time.perf_counter()
-    env = envs.load(config.env)
     try:
         async with env:
             model = art_adapter.make_model(

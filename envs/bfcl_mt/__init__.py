@@ -59,6 +59,7 @@ def load_env(
     options.setdefault("name", "bfcl-multi-turn")
     options.setdefault("tasks", TaskLoader(chosen))
     options.setdefault("verifier", make_verifier(partial=partial_credit))
+    options.setdefault("default_judge", "env")  # the leaderboard's checker is the reward; no expected calls
     options.setdefault("isolation", "per_session")
     options.setdefault("check_arguments", False)
     options.setdefault("parallel_calls", False)

@@ -31,6 +31,9 @@ def load_env(**options: Any) -> Any:
     options.setdefault("tasks", TASKS_FILE)
     options.setdefault("system_prompt", SYSTEM_PROMPT)
     options.setdefault("verifier", verify_answer)
+    # Its tasks list the calls a right solution makes, so the ranked rules reward can tell a
+    # failure that did most of the work from one that did none.
+    options.setdefault("default_judge", "rules")
     return MCPEnv(build_server, **options)
 
 
