@@ -28,7 +28,7 @@ from typing import IO, Any, Protocol
 
 from . import launch
 from .launch import set_parent_death_signal
-from .reaper import unwatch_group, watch_group
+from .reaper import group_alive, unwatch_group, watch_group
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,16 +82,6 @@ def signal_group(pgid: int, sig: signal.Signals) -> None:
     """Send `sig` to every process of the group; a group already gone is not an error."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def wait_group(process: subprocess.Popen[bytes], deadline: float) -> None:

@@ -131,14 +131,15 @@ def kill_groups(groups: set[int], grace_s: float = _GRACE_S) -> None:
         with contextlib.suppress(OSError):
             os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_group_alive(pgid) for pgid in groups):
+    while time.monotonic() < deadline and any(group_alive(pgid) for pgid in groups):
         time.sleep(0.02)
     for pgid in groups:
         with contextlib.suppress(OSError):
             os.killpg(pgid, signal.SIGKILL)
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group `pgid` is left (one we may not signal counts)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:

@@ -14,13 +14,13 @@ A spec that does not resolve is one `EnvConfigError` line.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from common.refs import load_ref
 from contracts import EnvConfigError
 
 ENTRY_POINT_GROUP = "mcpgym.envs"
@@ -47,19 +47,14 @@ def available() -> list[EnvEntry]:
 
 
 def _import_target(target: str, *, spec: str) -> Any:
-    module_name, _, attr = target.partition(":")
+    """The factory `target` names (`package.module:factory` or `file.py:factory`)."""
+    module_name, _, attr = target.rpartition(":")
     if not module_name or not attr:
         raise EnvConfigError(f"env spec '{spec}': expected 'package.module:factory'")
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise EnvConfigError(f"env spec '{spec}': cannot import '{module_name}': {exc}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise EnvConfigError(f"env spec '{spec}': module '{module_name}' has no attribute '{attr}'") from None
-    return obj
+        return load_ref(target, what="env spec")
+    except ValueError as exc:
+        raise EnvConfigError(str(exc).replace(f"'{target}'", f"'{spec}'", 1)) from None
 
 
 def _build(obj: Any, *, spec: str, default_name: str, kwargs: dict[str, Any]) -> Any:
