@@ -244,30 +244,18 @@ def load_trajectories(path: str | Path) -> list[Trajectory]:
     """Read a trajectory JSONL file, one trajectory per id (the last record of an id wins: our writers
     compact on resume, but a file from elsewhere may repeat one); one clear error for a line that
     is not a trajectory."""
-    from pydantic import ValidationError
-
-    from rollouts.jsonl import JsonlFormatError, iter_jsonl
+    from rollouts.jsonl import JsonlFormatError, NotATrajectory, iter_trajectories
 
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     latest: dict[str, Trajectory] = {}  # streamed: the raw lines are never all in memory
-    not_trajectory = None
     try:
-        for number, raw in enumerate(iter_jsonl(path), start=1):
-            if not_trajectory is not None:
-                continue  # read on: a line that is not JSON at all is the error to report first
-            try:
-                traj = Trajectory.model_validate(raw)
-            except ValidationError:
-                not_trajectory = number
-                continue
+        for traj in iter_trajectories(path):
             latest.pop(traj.id, None)
             latest[traj.id] = traj
-    except JsonlFormatError as exc:
+    except (JsonlFormatError, NotATrajectory) as exc:
         raise UsageError(str(exc)) from None
-    if not_trajectory is not None:
-        raise UsageError(f"{path}: record {not_trajectory} is not a trajectory")
     return list(latest.values())
 
 

@@ -75,7 +75,7 @@ from .formats.base import (
     resolve_format,
 )
 from .formats.chat import OPENAI_KEYS, to_openai, to_trl
-from .formats.files import CONVERTERS, ExportResult, convert, export_file, iter_trajectories
+from .formats.files import CONVERTERS, ExportResult, convert, export_file
 from .formats.llamafactory import (
     LLAMAFACTORY_ENTRY,
     OBSERVATION_JOIN,
@@ -87,6 +87,7 @@ from .formats.llamafactory import (
 )
 from .formats.selection import exportable, selection_reason
 from .formats.swift import to_swift
+from .jsonl import iter_trajectories
 
 __all__ = [
     "ALIASES",

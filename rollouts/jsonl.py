@@ -17,9 +17,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from common.files import atomic_writer, open_private
+from contracts import Trajectory
 
 
 class JsonlFormatError(ValueError):
@@ -59,6 +60,28 @@ def iter_jsonl(path: str | Path, *, strict: bool = True) -> Iterator[dict[str, A
 def read_jsonl(path: str | Path, *, strict: bool = True) -> list[dict[str, Any]]:
     """Every object of the file in a list: for small files and tests; stream with `iter_jsonl`."""
     return list(iter_jsonl(path, strict=strict))
+
+
+class NotATrajectory(ValueError):
+    """A JSON line of a trajectory file that is not a trajectory."""
+
+
+def iter_trajectories(path: str | Path) -> Iterator[Trajectory]:
+    """The trajectories of a JSONL file, streamed. A line that is not a trajectory raises
+    NotATrajectory once the file is read through: a line that is not JSON at all (JsonlFormatError)
+    is the error to report first."""
+    not_trajectory = None
+    for number, raw in enumerate(iter_jsonl(path), start=1):
+        if not_trajectory is not None:
+            continue
+        try:
+            traj = Trajectory.model_validate(raw)
+        except ValidationError:
+            not_trajectory = number
+            continue
+        yield traj
+    if not_trajectory is not None:
+        raise NotATrajectory(f"{path}: record {not_trajectory} is not a trajectory")
 
 
 class JsonlAppender:

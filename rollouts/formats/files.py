@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from contracts import Trajectory
-from rollouts.jsonl import iter_jsonl, write_jsonl
+from rollouts.jsonl import iter_trajectories, write_jsonl
 
 from .base import ExportFormat, Unexpressible, resolve_format
 from .chat import openai_record, trl_record
@@ -91,16 +91,8 @@ def export_file(
     def records() -> Iterator[dict[str, Any]]:
         # Streamed into the output's temp file: a bad line raises before the rename, so `dst` is
         # left as it was (nothing is written), and only one trajectory is in memory at a time.
-        not_trajectory = None
-        for number, raw in enumerate(iter_jsonl(src), start=1):
+        for traj in iter_trajectories(src):
             result.read += 1
-            if not_trajectory is not None:
-                continue  # read on: a line that is not JSON at all is the error to report first
-            try:
-                traj = Trajectory.model_validate(raw)
-            except ValidationError:
-                not_trajectory = number
-                continue
             reason = selection_reason(traj, min_reward=min_reward, success_only=success_only)
             if reason is not None:
                 not_selected[reason] += 1
@@ -112,8 +104,6 @@ def export_file(
                 continue
             changed.update(set(notes))
             yield record
-        if not_trajectory is not None:
-            raise ValueError(f"{src}: record {not_trajectory} is not a trajectory")
 
     result.written = write_jsonl(dst, records())
     result.not_selected, result.changed, result.skipped = dict(not_selected), dict(changed), dict(skipped)
@@ -121,8 +111,3 @@ def export_file(
         result.dataset_name = dataset_name or dst.stem
         result.dataset_info = write_dataset_info(dst.parent, result.dataset_name, dst.name)
     return result
-
-
-def iter_trajectories(path: str | Path) -> Iterable[Trajectory]:
-    for raw in iter_jsonl(path):
-        yield Trajectory.model_validate(raw)
