@@ -300,6 +300,28 @@ def test_bad_disk_settings_are_config_errors(tmp_path: Path) -> None:
         MCPEnv(str(write_config(tmp_path, {"s": server}, sandbox={}, stdio_start="fork")))
 
 
+def test_episode_dir_as_cwd_spawns_each_server_in_its_folder(tmp_path: Path) -> None:
+    in_folder = {**disk_server("notes.txt"), "cwd": "${MCPGYM_EPISODE_DIR}"}
+    assert not MCPEnv(str(write_config(tmp_path, {"s": in_folder}))).handles["s"].forks  # the zygote has no cwd
+    with pytest.raises(EnvConfigError, match="stdio_start 'fork' is not possible: its cwd is the episode folder"):
+        MCPEnv(str(write_config(tmp_path, {"s": in_folder}, stdio_start="fork")))
+
+
+async def test_spawned_server_runs_in_its_episode_folder(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"s": {**disk_server("notes.txt"), "cwd": "${MCPGYM_EPISODE_DIR}"}})
+
+    async def episode(ep: Any, i: int, gate: asyncio.Barrier) -> tuple[str, str]:
+        folder = (await text(ep, "where")).split("|")[0]
+        await text(ep, "note", text=f"episode {i}")
+        await gate.wait()
+        return folder, await text(ep, "note", text="again")
+
+    async with MCPEnv(str(config), warm_pool=2) as env:
+        seen = await run_episodes(env, episode)
+    assert [notes for _, notes in seen] == [f"episode {i}\nagain\n" for i in range(N)]
+    assert not (tmp_path / "notes.txt").exists()  # relative to the episode folder, never the config's
+
+
 def test_episode_dir_is_not_read_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MCPGYM_EPISODE_DIR", "/host/shared")
     env = MCPEnv(str(write_config(tmp_path, {"s": disk_server()})))
