@@ -58,6 +58,7 @@ async def _inspect(spec: str, tasks: str | None, as_json: bool) -> int:
         doc = {
             "name": env.name,
             "isolation": env.isolation,
+            "disk": env.disk.summary(),
             "servers": {n: h.kind for n, h in env.handles.items()},
             "tools": tools,
             "tasks": counts,
@@ -69,6 +70,8 @@ async def _inspect(spec: str, tasks: str | None, as_json: bool) -> int:
     kinds = ", ".join(f"{n} ({h.kind})" for n, h in env.handles.items())
     print(f"env {env.name}: isolation {env.isolation}; servers: {kinds}")
     print(f"verifier: {env.verifier_ref}; default judge: {env.default_judge}")
+    for line in _disk_lines(env.disk.summary()):
+        print(line)
     print(f"\n{len(tools)} tools:")
     for tool in tools:
         fn = tool["function"]
@@ -78,6 +81,25 @@ async def _inspect(spec: str, tasks: str | None, as_json: bool) -> int:
         print("\n".join("    " + line for line in schema.splitlines()))
     print("\ntasks:", ", ".join(f"{s}={n}" for s, n in counts.items()) if counts else "none")
     return 0
+
+
+def _disk_lines(disk: dict[str, Any]) -> list[str]:
+    """State on disk (`envs.episode_dir`, `envs.sandbox`): which servers get a folder per episode, what seeds
+    it, and the sandbox."""
+    lines = []
+    if disk["episode_dir"]:
+        seeded = f"workspace {disk['workspace']}" if disk["workspace"] else "empty (no workspace)"
+        kept = "; kept after the episode" if disk["keep_episode_dirs"] else ""
+        lines.append(f"episode dir: {', '.join(disk['episode_dir'])}; {seeded}{kept}")
+    else:
+        lines.append("episode dir: none (no server names ${MCPGYM_EPISODE_DIR})")
+    sandbox = disk["sandbox"]
+    if sandbox is None:
+        lines.append("sandbox: none")
+    else:
+        paths = ", ".join(sandbox["private_paths"]) or "none"
+        lines.append(f"sandbox: bubblewrap, private paths {paths}; network {'on' if sandbox['network'] else 'off'}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

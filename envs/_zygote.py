@@ -43,6 +43,12 @@ from types import CodeType
 REPLY = struct.Struct("!i")
 READY = b"R"
 FORK = b"F"
+# A fork into an episode folder: "D", its path's length (PATH_LEN), the path. The child puts the path
+# where the server's arguments and environment say ${MCPGYM_EPISODE_DIR} (envs.episode_dir).
+FORK_IN = b"D"
+PATH_LEN = struct.Struct("!H")
+EPISODE_VAR = "MCPGYM_EPISODE_DIR"
+PLACEHOLDER = "${" + EPISODE_VAR + "}"
 
 
 def _top_level_imports(script: str) -> list[tuple[str, list[str]]]:
@@ -186,8 +192,25 @@ def load_launch(path: str) -> types.ModuleType:
     return module
 
 
+def enter_episode(target: list[str], folder: str | None) -> list[str]:
+    """In the child: the episode folder in place of ${MCPGYM_EPISODE_DIR}, in its arguments and environment."""
+    if folder is None:
+        return target
+    for key, value in list(os.environ.items()):
+        if PLACEHOLDER in value:
+            os.environ[key] = value.replace(PLACEHOLDER, folder)
+    os.environ[EPISODE_VAR] = folder
+    return [arg.replace(PLACEHOLDER, folder) for arg in target]
+
+
 def run_child(
-    target: list[str], conn_fd: int, control_fd: int, compiled: CodeType | None, launch: types.ModuleType, zygote: int
+    target: list[str],
+    conn_fd: int,
+    control_fd: int,
+    compiled: CodeType | None,
+    launch: types.ModuleType,
+    zygote: int,
+    folder: str | None = None,
 ) -> None:
     """In the forked child: its own session, death with the zygote, the socket as stdin/stdout,
     then the script as __main__."""
@@ -202,6 +225,10 @@ def run_child(
         os.dup2(conn_fd, 1)
         os.close(conn_fd)
         gc.unfreeze()
+        bound = enter_episode(target, folder)
+        if bound[0] != target[0]:
+            compiled = None  # the script itself is in the episode folder: the zygote compiled nothing
+        target = bound
         if target[0] == "-m":
             sys.argv = [target[1], *target[2:]]
             runpy.run_module(target[1], run_name="__main__", alter_sys=True)
@@ -240,6 +267,10 @@ def serve(control_fd: int, target: list[str], launch: types.ModuleType) -> None:
             for fd in fds:
                 os.close(fd)
             return
+        try:
+            folder = _read_folder(control) if message == FORK_IN else None
+        except (ConnectionError, OSError, UnicodeError):
+            return
         if len(fds) != 1:
             for fd in fds:
                 os.close(fd)
@@ -254,7 +285,7 @@ def serve(control_fd: int, target: list[str], launch: types.ModuleType) -> None:
             control.sendall(REPLY.pack(-(exc.errno or 1)))
             continue
         if pid == 0:
-            run_child(target, conn_fd, control.fileno(), compiled, launch, zygote)
+            run_child(target, conn_fd, control.fileno(), compiled, launch, zygote, folder)
         os.close(conn_fd)
         # A pidfd lets the client wait for and signal exactly this child, even after the kernel
         # reaps it (SIGCHLD is ignored below) and the pid could name another process.
@@ -264,6 +295,21 @@ def serve(control_fd: int, target: list[str], launch: types.ModuleType) -> None:
         finally:
             if pidfd is not None:
                 os.close(pidfd)
+
+
+def _read_exactly(control: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = control.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("control socket closed")
+        data += chunk
+    return data
+
+
+def _read_folder(control: socket.socket) -> str:
+    (size,) = PATH_LEN.unpack(_read_exactly(control, PATH_LEN.size))
+    return os.fsdecode(_read_exactly(control, size))
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ An entry is validated on fastmcp's own models (`envs.config_entries`): `command`
 (`stdio`, `http`, `streamable-http`, `sse`), `timeout` (ms per tool call), `disabled: true`
 (skipped). An optional top-level `"mcpgym"` key carries what the hosts' JSON cannot say
 (tasks file, system prompt, isolation, stdio start, a verifier of one's own: `envs.verifiers`,
-the default judge).
+the default judge, and state on disk: `workspace`, `keep_episode_dirs`, `sandbox`, see
+`envs.episode_dir` and `envs.sandbox`).
 
 Secrets come only from the environment: variables (`${VAR}`, `${env:VAR}`, `${input:ID}`,
 ... see `envs.config_vars`) are expanded from `os.environ` when the config is read, before
@@ -49,7 +50,7 @@ from .config_entries import (
     timeout_s,
     validate_entry,
 )
-from .config_vars import Expander, expand_vars
+from .config_vars import EPISODE_DIR, Expander, expand_vars
 
 TOP_LEVEL_KEYS = ("mcpServers", "servers", "inputs", "mcpgym", "$schema")
 # Editor-only keys: never expanded (a `${...}` in a description is not a variable to set).
@@ -154,6 +155,16 @@ def redact(text: str, redactions: list[tuple[str, str]]) -> str:
     return text
 
 
+class SandboxSection(BaseModel):
+    """`"sandbox"` of the `mcpgym` key: each episode's stdio server runs under bubblewrap with its own
+    writable copy of `private_paths` (relative to the JSON's folder), the rest read-only (`envs.sandbox`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    private_paths: list[str] = Field(default_factory=list)
+    network: bool = True
+
+
 class McpGymSection(BaseModel):
     """The optional `"mcpgym"` key of a config file."""
 
@@ -166,6 +177,11 @@ class McpGymSection(BaseModel):
     name: str | None = None
     verifier: str | None = None  # "file.py:function" or "module:function" (envs.verifiers)
     default_judge: str | None = None  # the judge spec `--judge` means when not given (judges.registry)
+    # Disk state per episode (`envs.episode_dir`, `envs.sandbox`): a template folder copied into each
+    # episode's `${MCPGYM_EPISODE_DIR}` (relative to the JSON's folder), and whether those folders stay.
+    workspace: str | None = None
+    keep_episode_dirs: bool = False
+    sandbox: SandboxSection | None = None
 
 
 class VsCodeInput(BaseModel):
@@ -284,10 +300,14 @@ def _stdio_server(
 ) -> StdioServer:
     command = sys.executable if entry.command in ("python", "python3") else entry.command
     cwd = entry.cwd
-    if base_dir is not None:
+    if cwd is not None and EPISODE_DIR in cwd:
+        # Made only when an episode starts (`envs.episode_dir`): nothing to check yet.
+        if base_dir is not None and not cwd.startswith(EPISODE_DIR):
+            cwd = str(base_dir / cwd)
+    elif base_dir is not None:
         # A config file's relative paths mean "next to this file", wherever it is run from.
         cwd = str((base_dir / cwd).resolve()) if cwd is not None else str(base_dir)
-    if cwd is not None and not Path(cwd).is_dir():
+    if cwd is not None and EPISODE_DIR not in cwd and not Path(cwd).is_dir():
         raise EnvConfigError(f"{label}: cwd '{_shown(raw.get('cwd', cwd), cwd)}' is not a directory")
     return StdioServer(
         command=command,

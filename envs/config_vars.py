@@ -13,6 +13,9 @@ Every host writes them its own way; all of these work in any string of a server 
   `${/}` (Cursor, VS Code): the workspace is the folder holding `.vscode/` or `.cursor/` when
   the config lives there, else the config file's own folder.
 
+`${MCPGYM_EPISODE_DIR}` is not read from the environment: it is left as written, and each
+episode's private folder is put in its place when the server starts (`envs.episode_dir`).
+
 A message names the variable and where it is used, never a value.
 """
 
@@ -30,6 +33,8 @@ _REF = re.compile(r"\$\{([^${}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Host-specific forms that need an editor (settings, commands): refused, never sent literally.
 _UNSUPPORTED_PREFIXES = ("config", "command", "extension")
+EPISODE_DIR_VAR = "MCPGYM_EPISODE_DIR"
+EPISODE_DIR = "${" + EPISODE_DIR_VAR + "}"  # filled per episode, not from the environment
 
 
 def input_env_name(input_id: str) -> str:
@@ -75,6 +80,8 @@ class Expander:
 
     def _value(self, match: re.Match[str], where: str) -> str:
         body = match.group(1)
+        if body in (EPISODE_DIR_VAR, f"env:{EPISODE_DIR_VAR}"):
+            return EPISODE_DIR
         if body in self.builtins:
             return self.builtins[body]
         prefix, colon, rest = body.partition(":")

@@ -47,13 +47,15 @@ from common.reaper import unwatch_group, watch_group
 from contracts import EnvConfigError, EnvInfraError, StdioStart
 
 from .config import StdioServer
+from .config_vars import EPISODE_DIR
 from .lines import hang_up, line_session
 
 log = logging.getLogger(__name__)
 
 ZYGOTE = Path(__file__).with_name("_zygote.py")
 _REPLY = struct.Struct("!i")  # must match _zygote.REPLY
-_READY, _FORK = b"R", b"F"
+_PATH_LEN = struct.Struct("!H")  # must match _zygote.PATH_LEN
+_READY, _FORK, _FORK_IN = b"R", b"F", b"D"  # must match _zygote
 _PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
 _EXIT_GRACE_S = 2.0
 
@@ -74,13 +76,17 @@ def fork_supported() -> bool:
     return hasattr(os, "fork") and hasattr(socket, "send_fds") and sys.platform != "win32"
 
 
-def use_fork(name: str, spec: StdioServer, mode: StdioStart) -> bool:
+def use_fork(name: str, spec: StdioServer, mode: StdioStart, *, sandboxed: bool = False) -> bool:
     """Whether fresh servers of `spec` come from a fork server; `mode="fork"` insists."""
     if mode == "spawn":
         return False
     why = None if fork_supported() else "this platform cannot fork"
     if why is None and python_target(spec) is None:
         why = "its command is not a Python interpreter running a .py script or -m module"
+    if why is None and sandboxed:
+        why = "it runs sandboxed (each server in its own bubblewrap, which a fork cannot enter)"
+    if why is None and spec.cwd is not None and EPISODE_DIR in spec.cwd:
+        why = "its cwd is the episode folder, which the one fork server cannot start in"
     if why is not None and mode == "fork":
         raise EnvConfigError(f"server '{name}': stdio_start 'fork' is not possible: {why}")
     return why is None
@@ -233,8 +239,9 @@ class ForkServer:
             return f"exit code {await proc.wait()}"
         return "still running"
 
-    async def fork(self) -> ForkedChild:
-        """A new child; a zygote found dead is replaced once before this gives up."""
+    async def fork(self, episode_dir: Path | None = None) -> ForkedChild:
+        """A new child (given `episode_dir` as `${MCPGYM_EPISODE_DIR}`); a zygote found dead is replaced
+        once before this gives up."""
         async with self._lock:
             for attempt in (1, 2):
                 if self._closed:
@@ -242,7 +249,7 @@ class ForkServer:
                 if self._control is None:
                     await self._start()
                 try:
-                    return await self._request()
+                    return await self._request(episode_dir)
                 except _ZygoteGone:
                     await self._discard()
                     if attempt == 2:
@@ -250,13 +257,17 @@ class ForkServer:
                     log.warning("the fork server of %r died; starting another", self.name)
             raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _request(self) -> ForkedChild:
+    async def _request(self, episode_dir: Path | None) -> ForkedChild:
         control = self._control
         assert control is not None
+        message = _FORK
+        if episode_dir is not None:  # the folder's path follows, length first: the child fills it in
+            path = os.fsencode(episode_dir)
+            message = _FORK_IN + _PATH_LEN.pack(len(path)) + path
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             try:
-                socket.send_fds(control, [_FORK], [theirs.fileno()])
+                socket.send_fds(control, [message], [theirs.fileno()])
             except OSError:  # a broken pipe: the zygote is gone
                 raise _ZygoteGone() from None
             try:
@@ -305,8 +316,11 @@ class _ZygoteGone(Exception):
 class ForkTransport(ClientTransport):
     """An MCP client session over a freshly forked server's stdin/stdout socket."""
 
-    def __init__(self, server: ForkServer, *, max_output_bytes: int, label: str) -> None:
+    def __init__(
+        self, server: ForkServer, *, max_output_bytes: int, label: str, episode_dir: Path | None = None
+    ) -> None:
         self._server = server
+        self._episode_dir = episode_dir
         self._limit = max_output_bytes
         self._label = label
         self._child: ForkedChild | None = None
@@ -322,7 +336,7 @@ class ForkTransport(ClientTransport):
 
     @contextlib.asynccontextmanager
     async def connect_session(self, *, transport_options: Any = None, **session_kwargs: Any) -> AsyncIterator[Any]:
-        child = self._child = await self._server.fork()
+        child = self._child = await self._server.fork(self._episode_dir)
         try:
             reader, writer = await asyncio.open_unix_connection(sock=child.sock)
             self._reader = reader

@@ -76,6 +76,7 @@ from contracts import (
 from .config import HttpServer, McpConfig, StdioServer, is_disabled, load_mcp_config, parse_mcp_config, parse_server
 from .limits import DEFAULT_MAX_OUTPUT_BYTES, ResultTooLarge
 from .pool import CallTimeout, Connection, Provider, ServerHandle, SharedConnection, make_provider
+from .sandbox import disk_isolation
 from .schemas import ToolEntry, cap_text, result_text
 from .tasks import TasksArg, TaskSource
 from .verifiers import Verifier, as_verdict, awaited_verdict, load_verifier
@@ -233,6 +234,7 @@ class MCPEnv:
         stdio_start = stdio_start or (section.stdio_start if section else None) or "auto"
         _check_one_of(name, "stdio_start", stdio_start, STDIO_STARTS)
         self.stdio_start: StdioStart = stdio_start
+        self.disk = disk_isolation(config, targets, env=name)
         self.handles = {
             n: ServerHandle(
                 n,
@@ -241,6 +243,8 @@ class MCPEnv:
                 stdio_start=stdio_start,
                 startup_timeout_s=startup_timeout_s,
                 max_output_bytes=max_output_bytes,
+                space=self.disk.for_server(n)[0],
+                sandbox=self.disk.for_server(n)[1],
             )
             for n, t in targets.items()
         }

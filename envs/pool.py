@@ -31,7 +31,7 @@ import logging
 import os
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,9 +47,11 @@ from pydantic import ValidationError
 from contracts import EnvConfigError, EnvInfraError, IsolationMode, StdioStart
 
 from .config import HttpServer, StdioServer, redact
+from .episode_dir import EpisodeSpace, bind
 from .forkserver import ForkServer, ForkTransport, use_fork
 from .http_limit import IDENTITY, cap_json_answers
 from .limits import DEFAULT_MAX_OUTPUT_BYTES, RESULT_TOO_LARGE, ResultTooLarge, content_size, too_large_text
+from .sandbox import Sandbox
 from .stdio import SpawnTransport
 
 log = logging.getLogger(__name__)
@@ -116,8 +118,10 @@ class Connection:
         label: str | None = None,
         redactions: list[tuple[str, str]] | None = None,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.server = server
+        self._on_close = on_close  # after the session (and its server) ended: remove its episode folder
         self.max_output_bytes = max_output_bytes
         # How errors name the server: its name, and for a stdio/HTTP server its command or URL and config file.
         self.label = label or f"server '{server}'"
@@ -239,6 +243,15 @@ class Connection:
         return result
 
     async def aclose(self) -> None:
+        try:
+            await self._close()
+        finally:
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(on_close)  # a big folder's removal never stalls the loop
+
+    async def _close(self) -> None:
         self._dead_reason = self._dead_reason or "closed"
         self._stop.set()
         holder = self._holder
@@ -298,9 +311,14 @@ class ServerHandle:
         stdio_start: StdioStart = "auto",
         startup_timeout_s: float = 30.0,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        space: EpisodeSpace | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.name = name
         self.target = target
+        # A private folder per fresh server (`envs.episode_dir`), and bubblewrap around a stdio one (`envs.sandbox`).
+        self.space = space
+        self.sandbox = sandbox
         self.server_log = server_log
         self.stdio_start = stdio_start
         self.max_output_bytes = max_output_bytes
@@ -320,7 +338,7 @@ class ServerHandle:
         self.call_timeout_s: float | None = getattr(target, "timeout_s", None)  # the config's per-server timeout
         self._http_client: httpx2.AsyncClient | None = None
         # Fresh stdio servers come forked from one preloaded interpreter where that is possible.
-        self.forks = isinstance(target, StdioServer) and use_fork(name, target, stdio_start)
+        self.forks = isinstance(target, StdioServer) and use_fork(name, target, stdio_start, sandboxed=bool(sandbox))
         self.fork_server: ForkServer | None = None
 
     @property
@@ -365,18 +383,26 @@ class ServerHandle:
         if isolation == "per_process" and self.kind in ("http", "sse"):
             log.warning("server %r is an HTTP URL: per_process isolation gives each episode a new session", self.name)
 
-    def transport(self, *, fresh: bool) -> tuple[ClientTransport, FastMCP | None]:
+    def transport(self, *, fresh: bool, folder: Path | None = None) -> tuple[ClientTransport, FastMCP | None]:
+        """How to reach the server; `folder`: the episode folder it gets (`envs.episode_dir`)."""
         if self.kind in ("object", "factory"):
             instance = self._build() if fresh else self.shared_instance()
             return FastMCPTransport(instance), (instance if fresh else None)
         if self.kind == "stdio":
             spec: StdioServer = self.target
+            if folder is not None and not (fresh and self.forks):
+                bound = bind(spec, folder)
+                assert isinstance(bound, StdioServer)
+                spec = self.sandbox.wrap(bound, folder) if self.sandbox is not None else bound
             if fresh and self.forks:
                 if self.fork_server is None:
                     self.fork_server = ForkServer(
                         self.name, spec, server_log=self.server_log, startup_timeout_s=self._startup_timeout_s
                     )
-                return ForkTransport(self.fork_server, max_output_bytes=self.max_output_bytes, label=self.label), None
+                transport = ForkTransport(
+                    self.fork_server, max_output_bytes=self.max_output_bytes, label=self.label, episode_dir=folder
+                )
+                return transport, None
             if os.name != "posix":  # no process groups or parent-death signal there: the SDK's own client
                 stdio = StdioTransport(
                     spec.command,
@@ -387,11 +413,13 @@ class ServerHandle:
                     log_file=self.server_log,
                 )
                 return stdio, None
-            transport = SpawnTransport(
+            spawned = SpawnTransport(
                 spec, server_log=self.server_log, max_output_bytes=self.max_output_bytes, label=self.label
             )
-            return transport, None
+            return spawned, None
         spec_http: HttpServer = self.target
+        if folder is not None:
+            spec_http = bind(spec_http, folder)  # type: ignore[assignment]
         if self.kind == "sse":
             # SSE is the legacy transport: fastmcp's client opens its own HTTP client per session.
             sse = SSETransport(
@@ -418,17 +446,36 @@ class ServerHandle:
         if fork_server is not None:
             await fork_server.aclose()
 
+    def _new_folder(self, space: EpisodeSpace) -> Path:
+        folder = space.create()
+        if self.sandbox is not None:
+            try:
+                self.sandbox.seed(folder)
+            except BaseException:
+                space.remove(folder)
+                raise
+        return folder
+
     async def connect(self, *, fresh: bool, timeout_s: float) -> Connection:
-        transport, instance = self.transport(fresh=fresh)
-        redactions = self.target.redactions() if isinstance(self.target, StdioServer | HttpServer) else []
-        conn = Connection(
-            self.name,
-            transport,
-            instance=instance,
-            label=self.label,
-            redactions=redactions,
-            max_output_bytes=self.max_output_bytes,
-        )
+        space = self.space if isinstance(self.target, StdioServer | HttpServer) else None
+        # Made before the server starts (a warm spare's with the spare), gone once it has stopped.
+        folder = await anyio.to_thread.run_sync(self._new_folder, space) if space is not None else None
+        try:
+            transport, instance = self.transport(fresh=fresh, folder=folder)
+            redactions = self.target.redactions() if isinstance(self.target, StdioServer | HttpServer) else []
+            conn = Connection(
+                self.name,
+                transport,
+                instance=instance,
+                label=self.label,
+                redactions=redactions,
+                max_output_bytes=self.max_output_bytes,
+                on_close=(lambda: space.remove(folder)) if space is not None and folder is not None else None,
+            )
+        except BaseException:
+            if space is not None and folder is not None:
+                space.remove(folder)
+            raise
         return await conn.open(timeout_s)
 
 

@@ -11,12 +11,15 @@
 3. Isolation of a stateful Python stdio server (issue 20's harness): `shared`,
    `per_session` with each rollout's fresh server forked from a preloaded
    interpreter (`envs.forkserver`) or spawned, and ART's pattern, at concurrency 16.
+4. State on disk (issue 29): forked `per_process` rollouts of the same server, with and without a
+   `${MCPGYM_EPISODE_DIR}` seeded from a small `workspace` (made, copied and removed per rollout).
 
 Prints a table and writes JSON (default runs/bench/envs.json). Not a test.
 
     python scripts/bench_envs.py            # about 2 minutes on 2 cores
     python scripts/bench_envs.py --quick    # smaller counts
     python scripts/bench_envs.py --section isolation   # issue 20's harness only (512 rollouts, c16)
+    python scripts/bench_envs.py --section episode-dir  # the episode folder's cost per rollout
 """
 
 from __future__ import annotations
@@ -358,6 +361,68 @@ async def bench_isolation(args: Any) -> dict[str, Any]:
     return {"rollouts": rows, "targets": targets, "settings": settings}
 
 
+# -- state on disk: the episode folder's cost (issue 29) ---------------------------------------
+
+
+def make_workspace(folder: Path, files: int, size: int) -> Path:
+    """A small template: `files` files of `size` bytes in two sub-folders."""
+    for i in range(files):
+        path = folder / f"sub{i % 2}" / f"file{i}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(size))
+    return folder
+
+
+async def bench_episode_dir(args: Any) -> dict[str, Any]:
+    """Forked `per_process` rollouts with and without an episode folder seeded from a workspace of
+    `--ep-files` files, in mirrored rounds; the folder's cost is the ratio of the two rates."""
+    import tempfile
+
+    from envs import MCPEnv
+
+    conc, repeats = args.ep_concurrency, args.iso_repeats
+    common: dict[str, Any] = {"server_log": os.devnull, "startup_timeout_s": 180, "warm_pool": conc}
+    plain = {"command": sys.executable, "args": [str(SERVER_SCRIPT)]}
+    with tempfile.TemporaryDirectory(prefix="bench-workspace-") as tmp:
+        workspace = make_workspace(Path(tmp), args.ep_files, 4096)
+        in_folder = {**plain, "env": {"BENCH_STATE": "${MCPGYM_EPISODE_DIR}/state"}}
+        seeded = {"mcpServers": {"bench": in_folder}, "mcpgym": {"workspace": str(workspace)}}
+        without, with_dir = "fork, no episode dir", f"fork, episode dir + workspace ({args.ep_files} files)"
+        modes: dict[str, tuple[Callable[[int], Awaitable[tuple[float, list[float]]]], int]] = {
+            without: (
+                lambda n: timed_env_rollouts(
+                    MCPEnv({"mcpServers": {"bench": plain}}, isolation="per_process", stdio_start="fork", **common),
+                    base_url,
+                    n,
+                    conc,
+                ),
+                args.ep_rollouts,
+            ),
+            with_dir: (
+                lambda n: timed_env_rollouts(
+                    MCPEnv(seeded, isolation="per_process", stdio_start="fork", **common), base_url, n, conc
+                ),
+                args.ep_rollouts,
+            ),
+        }
+        policy_port = free_port()
+        policy = Process([str(POLICY_SCRIPT), "--port", str(policy_port), "--tool", "add",
+                          "--arguments", json.dumps(ADD_ARGS)], policy_port)  # fmt: skip
+        base_url = f"http://127.0.0.1:{policy_port}/v1"
+        try:
+            walls, latencies = await run_mirrored(modes, repeats)
+        finally:
+            policy.stop()
+    rows, table = isolation_rows(walls, latencies, concurrency=conc, repeats=repeats)
+    cost = rows[without]["rollouts_per_s"] / rows[with_dir]["rollouts_per_s"] - 1
+    targets = {
+        "episode dir adds <= 20% per forked rollout": {"value": round(cost, 3), "target": 0.2, "met": cost <= 0.2}
+    }
+    print_results(table, targets)
+    settings = {"rollouts": args.ep_rollouts, "concurrency": conc, "repeats": repeats, "files": args.ep_files}
+    return {"rollouts": rows, "targets": targets, "settings": settings}
+
+
 async def run_mirrored(
     modes: dict[str, tuple[Callable[[int], Awaitable[tuple[float, list[float]]]], int]], repeats: int
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
@@ -616,7 +681,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent rollouts")
     parser.add_argument("--quick", action="store_true", help="small counts for a smoke run")
     parser.add_argument(
-        "--section", choices=["all", "transports", "isolation"], default="all", help="which benchmarks to run"
+        "--section",
+        choices=["all", "transports", "isolation", "episode-dir"],
+        default="all",
+        help="which benchmarks to run",
     )
     parser.add_argument("--iso-rollouts", type=int, default=512, help="isolation: rollouts per fast mode")
     parser.add_argument(
@@ -626,6 +694,9 @@ def main() -> None:
     parser.add_argument(
         "--iso-repeats", type=int, default=2, help="isolation: rounds in mirrored order each mode's rollouts split over"
     )
+    parser.add_argument("--ep-rollouts", type=int, default=256, help="episode dir: rollouts per mode")
+    parser.add_argument("--ep-concurrency", type=int, default=16, help="episode dir: concurrent rollouts")
+    parser.add_argument("--ep-files", type=int, default=16, help="episode dir: files in the workspace (4 KiB each)")
     args = parser.parse_args()
 
     async def run() -> int:
@@ -634,6 +705,8 @@ def main() -> None:
             results = await bench(args)
         if args.section in ("all", "isolation"):
             results["isolation"] = await bench_isolation(args)
+        if args.section in ("all", "episode-dir"):
+            results["episode_dir"] = await bench_episode_dir(args)
         results["machine"] = {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

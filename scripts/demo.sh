@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
+bash scripts/setup_system.sh
 # shellcheck disable=SC1091
 source .venv/bin/activate
 export LITELLM_LOCAL_MODEL_COST_MAP=True  # litellm (under ART) would fetch a price list from the internet
