@@ -11,7 +11,7 @@ An entry is validated on fastmcp's own models (`envs.config_entries`): `command`
 `env`/`envFile`/`cwd` for stdio, `url`/`headers`/`auth` for HTTP, `type`/`transport`
 (`stdio`, `http`, `streamable-http`, `sse`), `timeout` (ms per tool call), `disabled: true`
 (skipped). An optional top-level `"mcpgym"` key carries what the hosts' JSON cannot say
-(tasks file, system prompt, isolation, stdio start).
+(tasks file, system prompt, isolation, stdio start, replay of tool results).
 
 Secrets come only from the environment: variables (`${VAR}`, `${env:VAR}`, `${input:ID}`,
 ... see `envs.config_vars`) are expanded from `os.environ` when the config is read, before
@@ -49,6 +49,7 @@ from .config_entries import (
     validate_entry,
 )
 from .config_vars import Expander, expand_vars
+from .replay import ReplaySetting
 
 TOP_LEVEL_KEYS = ("mcpServers", "servers", "inputs", "mcpgym", "$schema")
 # Editor-only keys: never expanded (a `${...}` in a description is not a variable to set).
@@ -163,6 +164,7 @@ class McpGymSection(BaseModel):
     isolation: IsolationMode | None = None
     stdio_start: StdioStart | None = None
     name: str | None = None
+    replay: ReplaySetting | None = None  # record/replay of tool results (envs.replay)
 
 
 class VsCodeInput(BaseModel):

@@ -654,7 +654,11 @@ async def run_grpo(
         backend = open_backend(config)
     stop = stop or StopFlag()
     started = time.perf_counter()
+    from envs.replay import attach, replay_from_flag
+
+    setting = replay_from_flag(config.replay)  # every rollout phase (steps, evaluations) uses this env
     env = envs.load(config.env)
+    attach(env, setting)
     try:
         async with env:
             model = art_adapter.make_model(
