@@ -564,8 +564,8 @@ class MCPEpisode:
             return self._reply(call, start, result.error, result.text, truncated=result.truncated)
         server = entry.server
         history = (before if before is not None else self._history).get(server, EMPTY_HISTORY)
+        # Before the first await, so calls of one step started at once advance the history in call order.
         self._history[server] = store.after(entry.mcp_name, arguments, self._history_of(server))
-        # Before the first await: calls of one step started at once advance the history in call order.
         result, how = await store.call(
             server, entry.mcp_name, arguments, history, lambda: self._live(call, entry, arguments)
         )

@@ -195,8 +195,9 @@ class ReplayStore:
 
     async def call(
         self, server: str, tool: str, arguments: dict[str, Any], history: str, live: LiveCall
-    ) -> tuple[Recorded, Literal["hit", "miss", "recorded"]]:
-        """The result of one call under the store's mode, and what the store did."""
+    ) -> tuple[Recorded, Literal["hit", "miss", "recorded"] | None]:
+        """The result of one call under the store's mode, and what the store did ("recorded" only when
+        it stored the result: under record, a timeout is neither a hit, a miss nor recorded)."""
         keyed = self.history_for(tool, history)
         key = entry_key(server, tool, arguments, keyed)
         if self.mode != "record":
@@ -217,7 +218,9 @@ class ReplayStore:
                 await asyncio.to_thread(self._put, key, server, tool, canonical_arguments(arguments), keyed, result)
             except sqlite3.Error as exc:
                 raise EnvInfraError(f"replay store {self.path}: {exc}") from None
-        return result, "recorded" if self.mode == "record" else "miss"
+        if self.mode == "record":
+            return result, "recorded" if storable else None
+        return result, "miss"
 
 
 def open_store(setting: ReplaySetting | None, base_dir: Path) -> ReplayStore | None:

@@ -191,6 +191,18 @@ async def test_a_stateful_call_after_other_calls_is_another_entry(tmp_path: Path
     assert advance(EMPTY_HISTORY, "bump", {"by": 1}) != advance(EMPTY_HISTORY, "bump", {"by": 4})
 
 
+async def test_a_timeout_is_not_recorded(tmp_path: Path) -> None:
+    """A timeout says nothing about the call: it is not stored, so a later run calls live again."""
+    store = tmp_path / "tools.sqlite"
+    setting = ReplaySetting(mode="record", path=str(store))
+    env = MCPEnv(counting.build, isolation="per_process", warm_pool=0, call_timeout_s=0.3, replay=setting)
+    async with env, env.episode() as episode:
+        await episode.reset(Task(id="t", question="?"))
+        result = await episode.step([ToolCall(id="c", name="slow", arguments={"seconds": 5})])
+    assert result.outcomes[0].error == "timeout" and result.outcomes[0].replay is None
+    assert ReplayStore(store, "replay").count() == 0
+
+
 RECORDER = """
 import asyncio, sys
 from contracts import Task, ToolCall
