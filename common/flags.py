@@ -159,6 +159,20 @@ def add_policy_endpoint(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     add_flag(parser, "--api-key-env", default="OPENAI_API_KEY", help="variable holding the server's API key")
 
 
+REPLAY_METAVAR = "MODE[:PATH]"
+REPLAY_HELP = (
+    "record and replay of tool results (envs.replay): record | replay | auto | off, with the SQLite "
+    "store at PATH (default: the config's mcpgym.replay.path, else tools.sqlite)"
+)
+
+
+def add_replay_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> argparse.Action:
+    """`--replay MODE[:PATH]`, the same in every CLI that runs an env (rollouts.generate, train.eval,
+    train.grpo); `envs.replay.replay_from_flag` reads its value. One flag rather than a mode flag and a
+    path flag: the path is optional (the config names one) and means nothing without a mode."""
+    return parser.add_argument("--replay", default=None, metavar=REPLAY_METAVAR, help=REPLAY_HELP)
+
+
 def add_out_with_old_positional(parser: argparse.ArgumentParser, *, help: str) -> None:
     """`--out FILE`, for CLIs that took OUT as a second positional argument (still read, with a
     warning, for one release); `out_from(args)` gives the one to use."""

@@ -115,6 +115,9 @@ class ToolOutcome(BaseModel):
     error: str | None = None  # "unknown_tool" | "bad_arguments" | "tool_error" | "timeout"
     latency_s: float = 0.0
     truncated: bool = False
+    # record/replay of tool results (envs.replay): "hit" from the store, "miss" not in it (called live
+    # and recorded, under auto), "recorded" (under record); None without a store
+    replay: Literal["hit", "miss", "recorded"] | None = None
 
 
 class Verdict(BaseModel):

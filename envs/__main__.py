@@ -2,8 +2,9 @@
 
 `list` shows the built-ins and every entry point in group `mcpgym.envs`.
 `inspect SPEC` starts the env (a name, `package.module:factory`, or an
-`mcpServers` JSON path), prints its tools with their parameter schemas and its
-task counts per split, then stops it. A bad spec is one line and exit code 2.
+`mcpServers` JSON path), prints its settings (isolation, replay of tool results),
+its tools with their parameter schemas and its task counts per split, then stops it.
+A bad spec is one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -54,11 +55,13 @@ async def _inspect(spec: str, tasks: str | None, as_json: bool) -> int:
         tools = await env.tools()
         servers = env.tool_servers()
         counts = {split: len(env.tasks(split)) for split in env.splits()}
+    replay = getattr(env, "replay_setting", None)
     if as_json:
         doc = {
             "name": env.name,
             "isolation": env.isolation,
             "disk": env.disk.summary(),
+            "replay": replay.model_dump() if replay is not None else None,
             "servers": {n: h.kind for n, h in env.handles.items()},
             "tools": tools,
             "tasks": counts,
@@ -72,6 +75,7 @@ async def _inspect(spec: str, tasks: str | None, as_json: bool) -> int:
     print(f"verifier: {env.verifier_ref}; default judge: {env.default_judge}")
     for line in _disk_lines(env.disk.summary()):
         print(line)
+    print(f"replay of tool results: {replay.describe() if replay is not None else 'off'}")
     print(f"\n{len(tools)} tools:")
     for tool in tools:
         fn = tool["function"]

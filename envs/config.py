@@ -12,7 +12,7 @@ An entry is validated on fastmcp's own models (`envs.config_entries`): `command`
 (`stdio`, `http`, `streamable-http`, `sse`), `timeout` (ms per tool call), `disabled: true`
 (skipped). An optional top-level `"mcpgym"` key carries what the hosts' JSON cannot say
 (tasks file, system prompt, isolation, stdio start, a verifier of one's own: `envs.verifiers`,
-the default judge, and state on disk: `workspace`, `keep_episode_dirs`, `sandbox`, see
+the default judge, replay of tool results, and state on disk: `workspace`, `keep_episode_dirs`, `sandbox`, see
 `envs.episode_dir` and `envs.sandbox`).
 
 Secrets come only from the environment: variables (`${VAR}`, `${env:VAR}`, `${input:ID}`,
@@ -51,6 +51,7 @@ from .config_entries import (
     validate_entry,
 )
 from .config_vars import EPISODE_DIR, Expander, expand_vars
+from .replay import ReplaySetting
 
 TOP_LEVEL_KEYS = ("mcpServers", "servers", "inputs", "mcpgym", "$schema")
 # Editor-only keys: never expanded (a `${...}` in a description is not a variable to set).
@@ -182,6 +183,7 @@ class McpGymSection(BaseModel):
     workspace: str | None = None
     keep_episode_dirs: bool = False
     sandbox: SandboxSection | None = None
+    replay: ReplaySetting | None = None  # record/replay of tool results (envs.replay)
 
 
 class VsCodeInput(BaseModel):

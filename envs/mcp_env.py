@@ -29,8 +29,8 @@ state, so the members of a GRPO group start equal.
 What the model gets wrong (unknown tool, arguments that are not JSON or do not
 fit the schema, a tool that raises, a timeout, a result over `max_output_bytes`)
 comes back as the tool message and the episode goes on; what the environment gets wrong (a server that died,
-refused the connection, spoke nonsense or never started) raises
-`EnvInfraError`.
+refused the connection, spoke nonsense or never started, a tool that requires MCP task
+augmentation, which the MCP client here cannot make, a replay miss) raises `EnvInfraError`.
 
 Stateful and conversational tasks (see `contracts.Task`): a task's `setup` calls run
 on the episode's own sessions in `reset`, before the first turn, usually on tools the
@@ -76,6 +76,7 @@ from contracts import (
 from .config import HttpServer, McpConfig, StdioServer, is_disabled, load_mcp_config, parse_mcp_config, parse_server
 from .limits import DEFAULT_MAX_OUTPUT_BYTES, ResultTooLarge
 from .pool import CallTimeout, Connection, Provider, ServerHandle, SharedConnection, make_provider
+from .replay import EMPTY_HISTORY, Recorded, ReplaySetting, ReplayStore, open_store
 from .sandbox import disk_isolation
 from .schemas import ToolEntry, cap_text, result_text
 from .tasks import TasksArg, TaskSource
@@ -184,6 +185,8 @@ class MCPEnv:
     for servers whose calls depend on their order.
     `user_turn_step_limit`: a conversation ends (no next user turn) after a user turn
     in which the model made tool calls in more steps than this.
+    `replay`: record and replay of tool results (`envs.replay`); defaults to the JSON's
+    `mcpgym.replay`, else off. `set_replay` applies a `--replay` flag before the env starts.
     """
 
     def __init__(
@@ -207,6 +210,7 @@ class MCPEnv:
         parallel_calls: bool = True,
         user_turn_step_limit: int | None = None,
         default_judge: str | None = None,
+        replay: ReplaySetting | None = None,
     ) -> None:
         """Resolve and store the options (long only for their number: no logic beyond checks)."""
         targets, config = resolve_servers(servers, name=name)
@@ -272,6 +276,8 @@ class MCPEnv:
         self._start_lock = anyio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self._default: MCPEpisode | None = None
+        self.replay_setting: ReplaySetting | None = replay or (section.replay if section else None)
+        self.replay: ReplayStore | None = None  # opened in start()
 
     def __repr__(self) -> str:
         servers = ", ".join(f"{n}:{h.kind}" for n, h in self.handles.items())
@@ -295,6 +301,9 @@ class MCPEnv:
                 return
             if self._closed:
                 raise RuntimeError(f"env '{self.name}' is closed")
+            if self.replay is None:  # first: a store that cannot open leaves no server behind
+                base_dir = self.config.base_dir if self.config is not None else Path.cwd()
+                self.replay = open_store(self.replay_setting, base_dir)
             providers = {
                 n: make_provider(h, self.isolation, warm=self.warm_pool, startup_timeout_s=self.startup_timeout_s)
                 for n, h in self.handles.items()
@@ -371,6 +380,8 @@ class MCPEnv:
             await self._default.aclose()
             self._default = None
         await self._close_providers()
+        if self.replay is not None:
+            self.replay.close()
         if self._background:
             await asyncio.wait(set(self._background), timeout=15)
         await asyncio.gather(*(h.aclose() for h in self.handles.values()), return_exceptions=True)
@@ -390,6 +401,14 @@ class MCPEnv:
         """OpenAI tool schemas (`{"type": "function", "function": {...}}`)."""
         await self.start()
         return list(self._openai_tools)
+
+    def set_replay(self, setting: ReplaySetting) -> None:
+        """A `--replay` flag: its mode over the config's; its path where it gave one (else the config's)."""
+        if self._started:
+            raise RuntimeError("set_replay must come before the env starts")
+        current = self.replay_setting or ReplaySetting()
+        path = setting.path if "path" in setting.model_fields_set else current.path
+        self.replay_setting = current.model_copy(update={"mode": setting.mode, "path": path})
 
     def tool_servers(self) -> dict[str, str]:
         """Model-facing tool name -> the server that serves it (after `start()`)."""
@@ -467,6 +486,7 @@ class MCPEpisode:
         self._offered: list[dict[str, Any]] = []
         self._follow_ups: list[FollowUp] = []
         self._steps = 0  # steps with calls in the current user turn
+        self._history: dict[str, str] = {}  # server -> the hash chain of its calls so far (envs.replay)
 
     async def __aenter__(self) -> MCPEpisode:
         return self
@@ -493,6 +513,7 @@ class MCPEpisode:
         self._offered = env.offered_tools(task.tools)
         self._follow_ups = list(task.follow_ups)
         self._steps = 0
+        self._history = {}
         for call in task.setup:
             await self._setup(call)
         return Observation.model_construct(messages=env.initial_messages(task), tools=list(self._offered))
@@ -509,6 +530,11 @@ class MCPEpisode:
             raise EnvInfraError(f"setup call '{call.tool}' failed: {exc}") from None
         if result.is_error:
             raise EnvInfraError(f"setup call '{call.tool}' failed: {result_text(result)}")
+        if self.env.replay is not None:  # setup changes the state later calls are keyed by
+            self._history[server] = self.env.replay.after(call.tool, call.arguments, self._history_of(server))
+
+    def _history_of(self, server: str) -> str:
+        return self._history.get(server, EMPTY_HISTORY)
 
     async def step(self, tool_calls: Iterable[ToolCall | Mapping[str, Any]]) -> StepResult:
         if not self._conns:
@@ -520,8 +546,9 @@ class MCPEpisode:
         self._steps += 1
         if len(calls) == 1 or not self.env.parallel_calls:
             results = [await self._run(call) for call in calls]
-        else:
-            results = await _gather_first_error([self._run(c) for c in calls])
+        else:  # calls running at once all see the history as it was before the step
+            before = dict(self._history)
+            results = await _gather_first_error([self._run(c, before) for c in calls])
         return StepResult.model_construct(
             messages=[m for m, _ in results], outcomes=[o for _, o in results], done=False, info=info
         )
@@ -543,7 +570,7 @@ class MCPEpisode:
             tools = list(self._offered)
         return UserTurn.model_construct(messages=list(follow.messages), tools=tools)
 
-    async def _run(self, call: ToolCall) -> tuple[dict[str, Any], ToolOutcome]:
+    async def _run(self, call: ToolCall, before: dict[str, str] | None = None) -> tuple[dict[str, Any], ToolOutcome]:
         env = self.env
         start = time.perf_counter()
         entry = env._tools.get(call.name)
@@ -560,23 +587,46 @@ class MCPEpisode:
         problem = entry.check_arguments(arguments) if env.check_arguments else None
         if problem is not None:
             return self._reply(call, start, "bad_arguments", f"Error: invalid arguments for '{call.name}': {problem}")
+        store = env.replay
+        if store is None:
+            result, _ = await self._live(call, entry, arguments)
+            return self._reply(call, start, result.error, result.text, truncated=result.truncated)
+        server = entry.server
+        history = (before if before is not None else self._history).get(server, EMPTY_HISTORY)
+        # Before the first await, so calls of one step started at once advance the history in call order.
+        self._history[server] = store.after(entry.mcp_name, arguments, self._history_of(server))
+        result, how = await store.call(
+            server, entry.mcp_name, arguments, history, lambda: self._live(call, entry, arguments)
+        )
+        message, outcome = self._reply(call, start, result.error, result.text, truncated=result.truncated)
+        outcome.replay = how
+        return message, outcome
+
+    async def _live(self, call: ToolCall, entry: ToolEntry, arguments: dict[str, Any]) -> tuple[Recorded, bool]:
+        """One call on the episode's server: what the model reads, and whether it may be recorded
+        (a timeout is not: it says nothing about the call)."""
+        if entry.task_required:
+            raise EnvInfraError(
+                f"tool '{call.name}' of server '{entry.server}' requires MCP task augmentation "
+                "(execution.taskSupport: required), which mcpgym's MCP client does not support"
+            )
+        env = self.env
         timeout_s = env.handles[entry.server].call_timeout_s or env.call_timeout_s
         try:
             result = await self._conns[entry.server].call(entry.mcp_name, arguments, timeout_s)
         except CallTimeout:
-            return self._reply(call, start, "timeout", f"Error: tool '{call.name}' timed out after {timeout_s:g} s.")
+            return Recorded(error="timeout", text=f"Error: tool '{call.name}' timed out after {timeout_s:g} s."), False
         except ResultTooLarge as exc:  # what it asked for was too much: the model's to fix
             text = f"Error: tool '{call.name}' failed: {exc}. Ask for less."
-            return self._reply(call, start, "tool_error", text, truncated=True)
+            return Recorded(error="tool_error", text=text, truncated=True), True
         except MCPError as exc:
             kind = {mcp_types.INVALID_PARAMS: "bad_arguments", mcp_types.METHOD_NOT_FOUND: "unknown_tool"}
-            return self._reply(
-                call, start, kind.get(exc.code, "tool_error"), f"Error: tool '{call.name}' failed: {exc.message}"
-            )
+            text = f"Error: tool '{call.name}' failed: {exc.message}"
+            return Recorded(error=kind.get(exc.code, "tool_error"), text=text), True
         text = result_text(result)
         if result.is_error:
-            return self._reply(call, start, "tool_error", text if text.startswith("Error") else f"Error: {text}")
-        return self._reply(call, start, None, text)
+            return Recorded(error="tool_error", text=text if text.startswith("Error") else f"Error: {text}"), True
+        return Recorded(error=None, text=text), True
 
     def _reply(
         self, call: ToolCall, start: float, error: str | None, text: str, *, truncated: bool = False

@@ -37,6 +37,8 @@ class ToolEntry:
     server: str  # which server of the env serves it
     mcp_name: str  # its name on that server
     schema: dict[str, Any]  # the OpenAI tool schema
+    # MCP 2025-11-25 `execution.taskSupport: "required"`: callable only as a task, which our client cannot do
+    task_required: bool = False
     _validator: Any = field(default=None, repr=False)
 
     @classmethod
@@ -51,7 +53,11 @@ class ToolEntry:
         except jsonschema_exceptions.SchemaError as exc:
             # A server with a broken schema still works; the server checks its own arguments.
             log.warning("tool %r of server %r has an invalid input schema (%s); not checked", name, server, exc.message)
-        return cls(name=name, server=server, mcp_name=tool.name, schema=schema, _validator=validator)
+        execution = tool.execution
+        required = execution is not None and execution.task_support == "required"
+        return cls(
+            name=name, server=server, mcp_name=tool.name, schema=schema, task_required=required, _validator=validator
+        )
 
     def check_arguments(self, arguments: dict[str, Any]) -> str | None:
         """None when the arguments fit the input schema, else a one-line reason."""

@@ -9,16 +9,20 @@ from typing import Any
 
 
 @asynccontextmanager
-async def open_env(spec: str) -> AsyncIterator[Any]:
-    """The env named by `spec`, started for the block and closed after it.
+async def open_env(spec: str, *, replay: str | None = None) -> AsyncIterator[Any]:
+    """The env named by `spec`, started for the block and closed after it; `replay`: a
+    `--replay MODE[:PATH]` value applied to it (`envs.replay`).
 
     `envs.load` raises `EnvConfigError` for a bad spec (one line, exit 2 in a CLI).
     """
     import envs
+    from envs.replay import attach, replay_from_flag
 
+    setting = replay_from_flag(replay)
     env = envs.load(spec)
     if inspect.isawaitable(env):
         env = await env
+    attach(env, setting)
     if hasattr(env, "__aenter__"):
         async with env:
             yield env

@@ -40,7 +40,7 @@ from pathlib import Path
 from common.cli import ArgumentParser, UsageError, infra_exit_code, run_cli
 from common.config_flags import add_config_flags, config_from_args
 from common.files import MODE_HELP, write_private_atomic
-from common.flags import add_flag, add_policy_endpoint, apply_no_progress
+from common.flags import add_flag, add_policy_endpoint, add_replay_flag, apply_no_progress
 from contracts import Task
 from rollouts.jsonl import JsonlFormatError
 
@@ -74,6 +74,7 @@ def build_parser() -> ArgumentParser:
     src.add_argument("--questions", default=None, metavar="FILE", help='JSONL of {"question": ...} to run instead')
     add_flag(src, "--limit", type=int, default=None, help="only the first N tasks")
     src.add_argument("--samples", type=int, default=1, help="rollouts per task (a GRPO group)")
+    add_replay_flag(src)
 
     pol = parser.add_argument_group("policy")
     add_policy_endpoint(pol)
@@ -134,7 +135,7 @@ def policy_config(args: argparse.Namespace) -> PolicyConfig:
 
 async def generate(args: argparse.Namespace, config: PolicyConfig, questions: list[Task] | None) -> RunResult:
     """The run the flags ask for: the env's split (or `questions`), first `--limit`, into `--out`."""
-    async with open_env(args.env) as env:
+    async with open_env(args.env, replay=args.replay) as env:
         tasks = questions if questions is not None else env.tasks(args.split)
         if args.limit is not None:
             tasks = tasks[: args.limit]

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from contracts import Trajectory
+from envs.replay import MISS_PREFIX
 from rollouts.endpoints import EndpointStats
 
 
@@ -40,6 +41,11 @@ class RunStats(BaseModel):
     tool_usage: dict[str, int] = Field(default_factory=dict)  # calls per tool name
     tool_exec_rate: float | None = None  # share of calls that ran without error
     tool_errors: dict[str, int] = Field(default_factory=dict)
+    # record/replay of tool results (envs.replay): calls answered from the store, calls it lacked (called
+    # live under auto; under replay each ends its rollout as an infra error), calls recorded under record
+    replay_hits: int = 0
+    replay_misses: int = 0
+    replay_recorded: int = 0
     parse_errors: int = 0
     policy_retries: int = 0
     turns_mean: float = 0.0
@@ -76,6 +82,7 @@ def compute_stats(
     usage: Counter[str] = Counter()
     tool_errors: Counter[str] = Counter()
     stops: Counter[str] = Counter()
+    replay: Counter[str | None] = Counter()
     rewards: list[float] = []
     outcomes_total = outcomes_ok = 0
     stats = RunStats(count=len(trajs))
@@ -84,12 +91,15 @@ def compute_stats(
         if traj.error is not None:
             errors[traj.error.kind] += 1
             messages[f"{traj.error.kind}: {traj.error.message.split(':')[0]}"] += 1
+            if traj.error.kind == "infra" and MISS_PREFIX in traj.error.message:
+                replay["miss"] += 1
         stops[traj.stop_reason or "unknown"] += 1
         stats.parse_errors += int(metrics.get("parse_errors", 0))
         stats.policy_retries += int(metrics.get("policy_retries", 0))
         stats.tool_calls_total += int(metrics.get("tool_calls", 0))
         for outcome in traj.tool_outcomes:
             usage[outcome.name] += 1
+            replay[outcome.replay] += 1
             outcomes_total += 1
             if outcome.ok:
                 outcomes_ok += 1
@@ -109,6 +119,7 @@ def compute_stats(
     stats.error_messages = dict(messages.most_common(20))
     stats.tool_usage = dict(usage.most_common())
     stats.tool_errors = dict(tool_errors)
+    stats.replay_hits, stats.replay_misses, stats.replay_recorded = replay["hit"], replay["miss"], replay["recorded"]
     stats.tool_exec_rate = outcomes_ok / outcomes_total if outcomes_total else None
     stats.tool_calls_mean = stats.tool_calls_total / len(trajs) if trajs else 0.0
     stats.turns_mean = sum(len(traj.turns) for traj in trajs) / len(trajs) if trajs else 0.0

@@ -34,7 +34,7 @@ from typing import Any
 
 from common.cli import ArgumentParser, UsageError, run_cli
 from common.config_flags import add_config_flags, config_from_args
-from common.flags import add_flag, apply_no_progress
+from common.flags import add_flag, add_replay_flag, apply_no_progress
 from judges.registry import JUDGE_HELP
 from rollouts.endpoints import summary_line
 from train.compare import format_comparison
@@ -84,6 +84,7 @@ def build_parser() -> ArgumentParser:
         "--bench", choices=("bfcl",), help="bfcl: the Berkeley leaderboard instead (`--bench bfcl --help`)"
     )
     parser.add_argument("--env", default="energy", help="env name, mcp.json or module:factory")
+    add_replay_flag(parser)
     add_config_flags(parser, EvalConfig, ["split"])
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", type=Path, help="LoRA checkpoint or model folder, served here by vLLM")
@@ -185,9 +186,12 @@ async def _evaluate_specs(
 ) -> tuple[list[EvalReport], list[str]]:
     """Each model on the same tasks, serving the folders here; (reports, endpoint of each)."""
     import envs
+    from envs.replay import attach, replay_from_flag
 
+    setting = replay_from_flag(args.replay)
     env = envs.load(args.env)
     judge = _judge(args, env)
+    attach(env, setting)
     served = Served(max_model_len=args.max_model_len, base_model=args.base_model)
     reports, endpoints = [], []
     async with env:

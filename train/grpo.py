@@ -17,13 +17,14 @@ from typing import Any
 from common.cli import ArgumentParser, UsageError, run_cli
 from common.config_flags import add_config_flags
 from common.config_flags import config_from_args as fill_config
+from common.flags import REPLAY_METAVAR
 from train.backends.local import check_gpu_flags, gpu_ids
 from train.grpo_config import GRPOConfig
 from train.grpo_loop import EndpointDown, load_rubric, run_grpo
 
 # --help's groups, each with its fields in the order shown (None: the top-level options).
 FLAG_GROUPS: dict[str | None, list[str]] = {
-    None: ["env"],
+    None: ["env", "replay"],
     "model": [
         "base_model",
         "backend",
@@ -93,7 +94,14 @@ def build_parser() -> ArgumentParser:
     )
     for title, fields in FLAG_GROUPS.items():
         group = p if title is None else p.add_argument_group(title)
-        add_config_flags(group, GRPOConfig, fields, types=ARG_TYPES, weave={"nargs": "?", "const": ""})
+        add_config_flags(
+            group,
+            GRPOConfig,
+            fields,
+            types=ARG_TYPES,
+            weave={"nargs": "?", "const": ""},
+            replay={"metavar": REPLAY_METAVAR},
+        )
     return p
 
 
@@ -113,6 +121,9 @@ def check_args(args: dict[str, Any]) -> None:
     except ValueError as exc:
         raise UsageError(f"--judge: {exc}") from None
     load_rubric(args["rubric"])
+    from envs.replay import replay_from_flag
+
+    replay_from_flag(args["replay"])  # a bad --replay: one line before anything starts
     try:
         check_gpu_flags(args["backend"], args["trainer_gpus"], args["inference_gpus"])
     except ValueError as exc:

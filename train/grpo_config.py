@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from common.flags import REPLAY_HELP
 from judges.groups import Spread
 from judges.registry import JUDGE_HELP
 from train.backends import BACKENDS_HELP, BackendKind
@@ -130,6 +131,7 @@ class GRPOConfig(BaseModel):
     wandb: bool = Field(False, description="log ART's training metrics to W&B (needs WANDB_API_KEY)")
     no_progress: bool = Field(False, description="no progress bars")
     judge_api_key_env: str = Field("JUDGE_API_KEY", description="the judge key's variable")
+    replay: str | None = Field(None, description=REPLAY_HELP)  # MODE[:PATH], read by envs.replay.replay_from_flag
 
     @property
     def project_name(self) -> str:

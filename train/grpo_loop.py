@@ -642,10 +642,13 @@ async def run_grpo(
     open); `judge`: a judge object instead of `config.judge`."""
     _check_fresh(config)
     import envs
+    from envs.replay import attach, replay_from_flag
     from rollouts import setup_tracing
     from rollouts.tracing import wanted_project
 
+    setting = replay_from_flag(config.replay)
     env = envs.load(config.env)  # not started yet: its default judge is known before anything runs
+    attach(env, setting)  # every rollout phase (steps, evaluations) uses this env
     if judge is None:
         judge = make_judge(config, env)
     apply_no_progress(config.no_progress)
