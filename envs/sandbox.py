@@ -4,13 +4,15 @@ For servers whose state paths cannot be templated with `${MCPGYM_EPISODE_DIR}` (
 `MEMORY_FILE_PATH`, a database path compiled in), the `mcpgym` section's
 `"sandbox": {"private_paths": [...], "network": false}` runs each episode's server as
 
-    bwrap --die-with-parent --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp
-          [--ro-bind CWD CWD]  (when the server's folder is under /tmp, which the tmpfs hides)
+    TMPDIR=EPISODE/.mcpgym-private/tmp
+    bwrap --die-with-parent --ro-bind / / --dev /dev --proc /proc
           --bind EPISODE EPISODE
           --bind EPISODE/.mcpgym-private/0-NAME PATH ...   (a copy of each private path, made per episode)
           [--unshare-net] --chdir CWD -- COMMAND ARGS...
 
-so the server sees the host read-only except its own copies, a private /tmp and its episode folder;
+so the server sees the host read-only except its own copies and its episode folder, and its
+temporary files go to a private folder (`TMPDIR`). /tmp itself stays read-only rather than a fresh
+tmpfs: a tmpfs there would hide whatever the server runs from under /tmp (a checkout, a venv);
 the copies go with the episode folder (`envs.episode_dir`), and the host's paths never change.
 bubblewrap is Debian's `bubblewrap` (scripts/setup_system.sh installs it). Where it is missing or
 cannot make its namespaces (a container that forbids them), the env fails to start with one line
@@ -34,7 +36,8 @@ from .config import HttpServer, McpConfig, SandboxSection, StdioServer
 from .episode_dir import EpisodeSpace, copy_path, uses_placeholder
 
 PRIVATE = ".mcpgym-private"
-_TMP = Path("/tmp")
+# The host read-only, with its own /dev and /proc.
+_BASE = ("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc")
 
 
 class Sandbox(BaseModel):
@@ -64,6 +67,7 @@ class Sandbox(BaseModel):
         check_bwrap(self.network)
         private = folder / PRIVATE
         private.mkdir(mode=0o700)
+        (private / "tmp").mkdir(mode=0o700)
         for i, path in enumerate(self.private_paths):
             copy_path(path, private / f"{i}-{path.name}")
 
@@ -71,16 +75,14 @@ class Sandbox(BaseModel):
         """`spec` run under bwrap, over the copies `seed` made in `folder`."""
         bwrap = check_bwrap(self.network)
         cwd = Path(spec.cwd) if spec.cwd is not None else Path.cwd()
-        argv = ["--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-        if cwd.is_relative_to(_TMP) and cwd.is_dir():
-            argv += ["--ro-bind", str(cwd), str(cwd)]
-        argv += ["--bind", str(folder), str(folder)]
+        argv = ["--die-with-parent", *_BASE, "--bind", str(folder), str(folder)]
         for i, path in enumerate(self.private_paths):
             argv += ["--bind", str(folder / PRIVATE / f"{i}-{path.name}"), str(path)]
         if not self.network:
             argv.append("--unshare-net")
         argv += ["--chdir", str(cwd), "--", spec.command, *spec.args]
-        wrapped = spec.model_copy(update={"command": bwrap, "args": argv})
+        env = {**(spec.env or {}), "TMPDIR": str(folder / PRIVATE / "tmp")}
+        wrapped = spec.model_copy(update={"command": bwrap, "args": argv, "env": env})
         wrapped._expanded = spec._expanded
         return wrapped
 
@@ -94,7 +96,7 @@ def check_bwrap(network: bool) -> str:
             "sandbox: bubblewrap (bwrap) is not installed; install the Debian package 'bubblewrap' "
             "(scripts/setup_system.sh does, as root)"
         )
-    argv = [bwrap, "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    argv = [bwrap, "--die-with-parent", *_BASE]
     argv += [] if network else ["--unshare-net"]
     try:
         done = subprocess.run([*argv, "true"], capture_output=True, text=True, timeout=30, check=False)
