@@ -8,12 +8,14 @@ command line carries the run's marker: nothing may be left, nor the reaper.
 
 Large results. A real server's tool returns 100 MB; a real rollout calls it, then calls another
 tool on the same session, then answers. The rollout must finish, the model must see a short error
-saying the result was too large, the next call must work, and this process must never have held
-anything near 100 MB (tracemalloc's peak while the rollout ran).
+saying the result was too large, the next call must work, and the client must never have held
+anything near 100 MB (tracemalloc's peak while the rollout ran, in a client process of its own for a
+server on a wire, `fixtures/_big_result_client.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -22,19 +24,17 @@ import signal
 import subprocess
 import sys
 import time
-import tracemalloc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from contracts import PolicyTurn
+from contracts import Trajectory
 from envs import MCPEnv, StdioServer, Task, ToolCall
 from envs.limits import DEFAULT_MAX_OUTPUT_BYTES, answered_id
-from rollouts import rollout
-from tests.fixtures.envs_fixtures import HttpMcpServer, calc_stdio
+from tests.fixtures._big_result_client import measure
+from tests.fixtures.envs_fixtures import HttpMcpServer
 from tests.fixtures.envs_servers import build_calc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,24 +180,6 @@ async def test_a_closed_episode_takes_what_its_server_started_with_it(start: str
 BIG = 100_000_000  # characters the tool returns: 100 MB
 
 
-class BigThenSmall:
-    """Scripted policy: asks for a result of `size` characters, then adds two numbers, then answers."""
-
-    model = "scripted"
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    async def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> PolicyTurn:
-        done = sum(1 for m in messages if m["role"] == "tool")
-        if done >= 2:
-            return PolicyTurn(message={"role": "assistant", "content": "done"}, content="done")
-        name, arguments = [("big", {"size": self.size}), ("add", {"a": 1, "b": 2})][done]
-        call = ToolCall(id=f"c{done}", name=name, arguments=json.dumps(arguments))
-        message = {"role": "assistant", "content": "", "tool_calls": [call.to_openai()]}
-        return PolicyTurn(message=message, content="", tool_calls=[call])
-
-
 @pytest.fixture(scope="module")
 def json_http() -> Iterator[HttpMcpServer]:
     server = HttpMcpServer(json_response=True)
@@ -207,28 +189,20 @@ def json_http() -> Iterator[HttpMcpServer]:
         server.stop()
 
 
-def _env(kind: str, request: pytest.FixtureRequest) -> MCPEnv:
-    if kind in ("fork", "spawn"):
-        return MCPEnv(calc_stdio(), stdio_start=kind, warm_pool=0)  # type: ignore[arg-type]
-    if kind == "http-events":
-        return MCPEnv(request.getfixturevalue("calc_http").url, warm_pool=0)
-    if kind == "http-json":
-        return MCPEnv(request.getfixturevalue("json_http").url, warm_pool=0)
-    return MCPEnv(build_calc, warm_pool=0)  # in this process
-
-
 @pytest.mark.parametrize("kind", ["fork", "spawn", "http-events", "http-json", "memory"])
 async def test_a_100_mb_tool_result_is_dropped_at_the_transport(kind: str, request: pytest.FixtureRequest) -> None:
-    task = Task(id="big", question="Fetch everything.")
-    async with _env(kind, request) as env:
-        # Warm, just over the limit: what loads on first use is not counted below.
-        await rollout(env, BigThenSmall(DEFAULT_MAX_OUTPUT_BYTES + 1), task)
-        tracemalloc.start()
-        try:
-            traj = await rollout(env, BigThenSmall(BIG), task, timeout_s=120)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+    if kind == "memory":  # a server in this process: measured here
+        measured = await measure(MCPEnv(build_calc, warm_pool=0), BIG)
+    else:  # read off a wire: measured in a client process of its own (fixtures/_big_result_client.py)
+        url = {"http-events": "calc_http", "http-json": "json_http"}.get(kind)
+        where = request.getfixturevalue(url).url if url else "-"
+        argv = [sys.executable, "-m", "tests.fixtures._big_result_client", kind.split("-")[0], where, str(BIG)]
+        done = await asyncio.to_thread(
+            subprocess.run, argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+    traj, peak = Trajectory.model_validate(measured["trajectory"]), measured["peak"]
     assert traj.error is None and traj.stop_reason == "answer", traj.error
     big, small = (m for m in traj.messages if m["role"] == "tool")
     assert big["content"].startswith(
