@@ -12,19 +12,17 @@ pytest.importorskip("bfcl_eval")
 
 import envs
 from envs.bfcl_mt import LEADERBOARD_MAX_TURNS, data
-from rollouts.policy import ChatPolicy, PolicyConfig
+from rollouts.policy import ChatPolicy
 from rollouts.rollout import rollout
-from tests.fixtures.vllm_server import TINY_KEY_ENV
+from tests.fixtures.vllm_server import tiny_policy_config
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("entry_id", ["multi_turn_base_100", "multi_turn_miss_func_100"])
 async def test_several_user_turns_against_real_vllm(vllm_tiny, entry_id: str) -> None:
-    config = PolicyConfig(
-        base_url=vllm_tiny.base_url,
-        model=vllm_tiny.served_model_name,
-        api_key_env=TINY_KEY_ENV,
+    config = tiny_policy_config(
+        vllm_tiny,
         max_tokens=8,
         temperature=0,
     )

@@ -13,9 +13,9 @@ import pytest
 from common.cli import run_cli
 from judges.bfcl import load_category
 from rollouts.jsonl import read_jsonl
-from rollouts.policy import ChatPolicy, PolicyConfig
+from rollouts.policy import ChatPolicy
 from tests.fixtures.bfcl_policy import BfclScriptedServer
-from tests.fixtures.vllm_server import TINY_KEY_ENV
+from tests.fixtures.vllm_server import tiny_policy_config
 from train.bfcl import main, run_bfcl
 
 CATEGORIES = ["simple_python", "simple_java", "parallel", "multiple", "irrelevance", "live_parallel_multiple"]
@@ -145,10 +145,8 @@ async def test_against_real_vllm(vllm_tiny, tmp_path: Path) -> None:
     """The same path against vLLM itself (the tiny random model, the session's one server): the requests with
     BFCL's tools are accepted, every entry gets a verdict, nothing is an infra failure."""
     out = tmp_path / "vllm.jsonl"
-    config = PolicyConfig(
-        base_url=vllm_tiny.base_url,
-        model=vllm_tiny.served_model_name,
-        api_key_env=TINY_KEY_ENV,
+    config = tiny_policy_config(
+        vllm_tiny,
         max_tokens=8,
         temperature=0,
     )

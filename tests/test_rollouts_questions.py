@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rollouts.jsonl import read_jsonl
-from rollouts.policy import ChatPolicy, PolicyConfig
+from rollouts.policy import ChatPolicy
 from rollouts.questions import (
     MAX_TOOLS_PER_QUESTION,
     QUESTION_MAX_CHARS,
@@ -19,7 +19,7 @@ from rollouts.questions import (
     tool_names_of,
 )
 from rollouts.rollout import RetryConfig
-from tests.fixtures.vllm_server import TINY_KEY_ENV
+from tests.fixtures.vllm_server import tiny_policy_config
 
 GOOD = {"question": "What was the Henry Hub price on 2024-01-05?", "difficulty": "easy", "tools": ["get_price"]}
 
@@ -95,10 +95,8 @@ async def test_real_vllm_with_the_schema_names_only_real_tools(vllm_tiny, tmp_pa
     tools = _tools()
     names = tool_names_of(tools)
     out = tmp_path / "q.jsonl"
-    config = PolicyConfig(
-        base_url=vllm_tiny.base_url,
-        model=vllm_tiny.served_model_name,
-        api_key_env=TINY_KEY_ENV,
+    config = tiny_policy_config(
+        vllm_tiny,
         temperature=1.0,  # no seed: one seed on both (identical) requests would make them one completion
         max_tokens=700 if structured == "on" else 48,
         request_timeout_s=300,
