@@ -32,7 +32,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,18 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+@contextlib.contextmanager
+def add_policy() -> Iterator[str]:
+    """The scripted policy server whose every turn calls `add`: its base URL while it runs."""
+    port = free_port()
+    policy = Process([str(POLICY_SCRIPT), "--port", str(port), "--tool", "add",
+                      "--arguments", json.dumps(ADD_ARGS)], port)  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        policy.stop()
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
@@ -341,14 +353,8 @@ async def bench_isolation(args: Any) -> dict[str, Any]:
         ),
         art: (lambda n: timed_art_pattern(base_url, n, conc), args.iso_slow_rollouts),
     }
-    policy_port = free_port()
-    policy = Process([str(POLICY_SCRIPT), "--port", str(policy_port), "--tool", "add",
-                      "--arguments", json.dumps(ADD_ARGS)], policy_port)  # fmt: skip
-    base_url = f"http://127.0.0.1:{policy_port}/v1"
-    try:
+    with add_policy() as base_url:  # the modes' lambdas read it when they run
         walls, latencies = await run_mirrored(modes, repeats)
-    finally:
-        policy.stop()
     rows, table = isolation_rows(walls, latencies, concurrency=conc, repeats=repeats)
     targets = isolation_targets(rows, art)
     print_results(table, targets)
@@ -405,14 +411,8 @@ async def bench_episode_dir(args: Any) -> dict[str, Any]:
                 args.ep_rollouts,
             ),
         }
-        policy_port = free_port()
-        policy = Process([str(POLICY_SCRIPT), "--port", str(policy_port), "--tool", "add",
-                          "--arguments", json.dumps(ADD_ARGS)], policy_port)  # fmt: skip
-        base_url = f"http://127.0.0.1:{policy_port}/v1"
-        try:
+        with add_policy() as base_url:  # the modes' lambdas read it when they run
             walls, latencies = await run_mirrored(modes, repeats)
-        finally:
-            policy.stop()
     rows, table = isolation_rows(walls, latencies, concurrency=conc, repeats=repeats)
     cost = rows[without]["rollouts_per_s"] / rows[with_dir]["rollouts_per_s"] - 1
     targets = {
